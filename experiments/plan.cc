@@ -1,0 +1,139 @@
+#include "spt/plan.h"
+
+#include <set>
+
+#include "plans.h"
+
+namespace spt::plan {
+
+namespace {
+
+struct Entry {
+  const char* name;
+  Plan (*make)(const Request&);
+};
+
+const Entry kExperiments[] = {
+    {"selftest", plan_selftest},
+    {"exp10", plan_exp10},
+};
+
+}  // namespace
+
+Plan make_plan(const Request& req) {
+  for (const auto& e : kExperiments)
+    if (req.experiment == e.name) {
+      Plan p = e.make(req);
+      p.experiment = req.experiment;
+      std::set<std::string> seen;
+      for (const auto& j : p.jobs) {
+        for (const auto& d : j.deps)
+          if (!seen.count(d)) throw std::logic_error("plan bug: " + j.name + " depends on later/unknown " + d);
+        if (!seen.insert(j.name).second) throw std::logic_error("plan bug: duplicate job " + j.name);
+      }
+      return p;
+    }
+  std::string known;
+  for (const auto& e : kExperiments) known += std::string(known.empty() ? "" : ", ") + e.name;
+  throw PlanError("unknown experiment '" + req.experiment + "' (known: " + known + ")");
+}
+
+std::vector<std::string> experiment_names() {
+  std::vector<std::string> out;
+  for (const auto& e : kExperiments) out.push_back(e.name);
+  return out;
+}
+
+// ---- parameter parsing shared by the plans
+
+ParamReader::ParamReader(const Request& req) : params_(req.params) {}
+
+std::string ParamReader::str(const std::string& key, const std::string& def) {
+  used_.insert(key);
+  auto it = params_.find(key);
+  return it == params_.end() ? def : it->second;
+}
+
+int64_t ParamReader::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  used_.insert(key);
+  auto it = params_.find(key);
+  if (it == params_.end()) return def;
+  size_t pos = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(it->second, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos == 0 || pos != it->second.size())
+    throw PlanError("param " + key + "=" + it->second + " is not an integer");
+  if (v < lo || v > hi)
+    throw PlanError("param " + key + "=" + it->second + " is out of range [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+  return v;
+}
+
+double ParamReader::real(const std::string& key, double def, double lo, double hi) {
+  used_.insert(key);
+  auto it = params_.find(key);
+  if (it == params_.end()) return def;
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(it->second, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos == 0 || pos != it->second.size())
+    throw PlanError("param " + key + "=" + it->second + " is not a number");
+  if (!(v >= lo && v <= hi))
+    throw PlanError("param " + key + "=" + it->second + " is out of range [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+  return v;
+}
+
+void ParamReader::finish() const {
+  for (const auto& [k, v] : params_)
+    if (!used_.count(k)) {
+      std::string known;
+      for (const auto& u : used_) known += std::string(known.empty() ? "" : ", ") + u;
+      throw PlanError("unknown param '" + k + "' (known: " + known + ")");
+    }
+}
+
+// ---- selftest: N map jobs of deterministic CPU work and one checking reduce
+
+Plan plan_selftest(const Request& req) {
+  if (!req.parts.empty()) throw PlanError("selftest has no parts (got '" + req.parts + "')");
+  ParamReader p(req);
+  nlohmann::json params = {
+      {"n", p.integer("n", 100, 1, 1000000)},
+      {"work", p.integer("work", 1000, 0, 1000000000)},
+      {"fail", p.real("fail", 0.0, 0.0, 1.0)},
+      {"stall", p.real("stall", 0.0, 0.0, 1.0)},
+      {"stall_s", p.real("stall_s", 30.0, 0.0, 3600.0)},
+      {"seed", p.integer("seed", 1, 0, INT64_MAX)},
+      {"tag", p.str("tag", "")},
+  };
+  const int64_t timeout = p.integer("timeout_s", 0, 0, 86400);
+  const int64_t attempts = p.integer("max_attempts", 0, 0, 100);
+  p.finish();
+
+  Plan plan;
+  plan.parts = "";
+  plan.params = params;
+  const int64_t n = params["n"];
+  plan.jobs.reserve(static_cast<size_t>(n) + 1);
+  JobSpec reduce{"reduce", "selftest.reduce", params, {}, "", true, 0, static_cast<int>(attempts)};
+  for (int64_t i = 0; i < n; ++i) {
+    nlohmann::json jp = params;
+    jp["i"] = i;
+    plan.jobs.push_back({"map/" + std::to_string(i), "selftest.map", std::move(jp), {}, "", false,
+                         static_cast<int>(timeout), static_cast<int>(attempts)});
+    reduce.deps.push_back(plan.jobs.back().name);
+  }
+  plan.jobs.push_back(std::move(reduce));
+  return plan;
+}
+
+}  // namespace spt::plan

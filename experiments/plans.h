@@ -1,0 +1,31 @@
+#pragma once
+// Internal to experiments/: one plan function per experiment, and the
+// parameter reader they share. Only plan.cc's table calls these.
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include "spt/plan.h"
+
+namespace spt::plan {
+
+// Reads --param values with types and ranges; finish() rejects any key that
+// was never asked for, so a typo is an error rather than a silent default.
+class ParamReader {
+ public:
+  explicit ParamReader(const Request& req);
+  std::string str(const std::string& key, const std::string& def);
+  int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi);
+  double real(const std::string& key, double def, double lo, double hi);
+  void finish() const;
+
+ private:
+  const std::map<std::string, std::string>& params_;
+  std::set<std::string> used_;
+};
+
+Plan plan_selftest(const Request& req);
+Plan plan_exp10(const Request& req);  // experiments/exp10/plan.cc
+
+}  // namespace spt::plan

@@ -1,0 +1,123 @@
+#pragma once
+// The GPT-2 engine's public contract (spec §1–§2): load a Hugging Face
+// checkpoint, process it as TransformerLens does, evaluate NLL/perplexity
+// under interventions. Torch-free: tensors stay inside experiments/model/.
+// For hook-level reads (activation caches) see spt/gpt2_hooks.h.
+//
+// Interventions are plain data that map 1:1 to spt.v1.Intervention, so the
+// coordinator can carry them in job params (as that message's JSON form).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace spt::gpt2 {
+
+struct Config {
+  int n_layer = 0, n_head = 0, d_model = 0, d_head = 0, d_mlp = 0, n_ctx = 0, vocab = 0;
+  double eps = 1e-5;
+};
+
+enum class Precision { fp32, tf32, bf16 };
+Precision parse_precision(const std::string& s);  // throws std::invalid_argument
+const char* to_string(Precision p);
+
+// TransformerLens's from_pretrained defaults (spec §1.3), each switchable.
+struct Processing {
+  bool fold_ln = true;
+  bool center_writing_weights = true;
+  bool center_unembed = true;
+  bool fold_value_biases = true;
+};
+
+struct LoadOptions {
+  Processing processing;
+  std::string device = "cpu";          // cpu | cuda | cuda:N | mps
+  Precision precision = Precision::fp32;
+};
+
+// Where a model came from; every result carries this.
+struct ModelInfo {
+  std::string name;        // as asked ("gpt2", a folder, ...)
+  std::string dir;         // resolved folder
+  std::string sha256;      // of the weight file(s), in shard order
+  Config config;
+  std::string dtype_on_disk;  // "F32" | "F16" | "BF16"
+};
+
+// Resolves "gpt2"/"gpt2-medium"/... through the HF cache ($HF_HUB_CACHE,
+// $HF_HOME/hub, ~/.cache/huggingface/hub) or takes a folder path. Throws
+// std::runtime_error naming every place it looked.
+std::string resolve_model_dir(const std::string& name_or_path);
+
+// What a hook point does to heads. Positions < 0 mean "every position".
+enum class HeadOp {
+  zero,           // hook_z[:, pos, h, :] = 0
+  mean,           // hook_z[:, pos, h, :] = values (d_head)
+  replace,        // hook_z[:, pos, h, :] = values (d_head)
+  scale,          // hook_z[:, pos, h, :] *= scale
+  attn_relu,      // pattern = max(S',0) / max(rowsum, 1e-8)       (spec §10)
+  attn_l1,        // pattern = |S'| / max(rowsum, 1e-8)
+  attn_identity,  // pattern = S' / max(Σ|S'|, 1e-8)
+};
+HeadOp parse_head_op(const std::string& s);  // throws std::invalid_argument
+const char* to_string(HeadOp op);
+
+struct HeadIntervention {
+  int layer = 0;
+  int head = 0;
+  HeadOp op = HeadOp::zero;
+  int position = -1;
+  float scale = 1.0f;
+  std::vector<float> values;  // mean / replace
+};
+
+// One model variant: a set of interventions applied together.
+struct Variant {
+  std::vector<HeadIntervention> ops;
+  int min_layer() const;  // lowest layer touched; n_layer if none
+};
+
+nlohmann::json to_json(const HeadIntervention& h);
+HeadIntervention head_intervention_from_json(const nlohmann::json& j);  // throws on bad input
+nlohmann::json to_json(const Variant& v);
+Variant variant_from_json(const nlohmann::json& j);
+
+// Σ of −log p(token_t | tokens_<t) over t = 1..T−1 of every chunk, in double.
+struct NllSum {
+  double nll = 0;
+  int64_t count = 0;
+  double ppl() const;
+};
+
+using Chunks = std::vector<std::vector<int32_t>>;  // each chunk evaluated independently
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelInfo& info() const = 0;
+  virtual const LoadOptions& options() const = 0;
+
+  // NLL of one variant over the chunks (spec §2.2).
+  virtual NllSum nll(const Chunks& chunks, const Variant& v) = 0;
+  // Many variants over the same chunks. Variants are grouped by the lowest
+  // layer they touch: the clean prefix below it is computed once and the
+  // suffixes run batched. Equals calling nll() one at a time to fp32 round-off.
+  virtual std::vector<NllSum> nll_many(const Chunks& chunks, const std::vector<Variant>& vs) = 0;
+  // Per (layer, head) Σ of hook_z over all positions of all chunks (double),
+  // and the number of positions: mean = sum / count. Layout [L][H][d_head].
+  struct HeadSums {
+    std::vector<double> sum;
+    int64_t count = 0;
+    std::vector<float> mean(int layer, int head, const Config& c) const;
+  };
+  virtual HeadSums head_z_sums(const Chunks& chunks) = 0;
+};
+
+// Loads and processes a checkpoint. Throws std::runtime_error with a clear
+// message on missing, truncated or corrupt files.
+std::unique_ptr<Model> load_model(const std::string& name_or_path, const LoadOptions& opt);
+
+}  // namespace spt::gpt2

@@ -1,0 +1,54 @@
+#pragma once
+// Experiment plans: how a submission expands into a job graph. The
+// coordinator links this (torch-free) and knows experiments only through it;
+// it never runs science.
+//
+// Invariants of a Plan: job names are unique; every dep names an earlier job
+// in `jobs` (so the list is a topological order); kinds are executor kinds.
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace spt::plan {
+
+struct JobSpec {
+  std::string name;                // unique within the plan, e.g. "a/head/L0H8"
+  std::string kind;                // executor kind, e.g. "exp10.ppl"
+  nlohmann::json params;           // what the executor needs, besides inputs
+  std::vector<std::string> deps;   // names of jobs whose results are inputs
+  std::string model;               // affinity key ("" = none)
+  bool reduce = false;             // its result is one of the experiment's results
+  int timeout_s = 0;               // 0 = worker default
+  int max_attempts = 0;            // 0 = server default
+};
+
+struct Request {
+  std::string experiment;          // "selftest", "exp10", ...
+  std::string parts;               // "" = the experiment's default parts
+  std::map<std::string, std::string> params;  // --param k=v, already split
+};
+
+struct Plan {
+  std::string experiment;
+  std::string parts;               // normalised (e.g. sorted, deps added)
+  nlohmann::json params;           // normalised, with defaults filled in
+  std::vector<JobSpec> jobs;
+};
+
+// A submission the user must fix; the message says what and how.
+class PlanError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Expands a request; throws PlanError for unknown experiments, parts or
+// params, and for values of the wrong type or range.
+Plan make_plan(const Request& req);
+
+// Names of the experiments this build can plan, for help texts.
+std::vector<std::string> experiment_names();
+
+}  // namespace spt::plan
