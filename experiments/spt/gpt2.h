@@ -36,6 +36,16 @@ struct LoadOptions {
   Processing processing;
   std::string device = "cpu";          // cpu | cuda | cuda:N | mps
   Precision precision = Precision::fp32;
+  // Intra-op threads for LibTorch's CPU kernels; 0 leaves the process
+  // setting alone (Debian's LibTorch starts single-threaded).
+  int threads = 0;
+  // Activation memory one batched forward may use; 0 = default (2 GiB on
+  // CPU/MPS, 12 GiB on CUDA; $SPT_MEMORY_BUDGET_MB overrides the default).
+  int64_t memory_budget_mb = 0;
+  // Use LibTorch 2.x's fused scaled_dot_product_attention where no hook
+  // reads scores or pattern. Off by default in fp32 (its CUDA fp32 kernel
+  // uses 3xTF32 arithmetic); on for bf16. No effect with LibTorch 1.x.
+  bool fast_attention = false;
 };
 
 // Where a model came from; every result carries this.
@@ -77,7 +87,8 @@ struct HeadIntervention {
 // One model variant: a set of interventions applied together.
 struct Variant {
   std::vector<HeadIntervention> ops;
-  int min_layer() const;  // lowest layer touched; n_layer if none
+  // Lowest layer touched; INT_MAX if none (the engine treats that as n_layer).
+  int min_layer() const;
 };
 
 nlohmann::json to_json(const HeadIntervention& h);
@@ -115,6 +126,14 @@ class Model {
   };
   virtual HeadSums head_z_sums(const Chunks& chunks) = 0;
 };
+
+// LibTorch's intra-op thread count (n >= 1).
+void set_threads(int n);
+// "1.13.0", "2.11.0", ...: the LibTorch the engine was built against.
+std::string torch_version();
+// Human name of a device string: "cpu (2 threads)", "cuda:0 NVIDIA H100 ..."
+// where known. Throws std::invalid_argument for a malformed or absent device.
+std::string device_description(const std::string& device);
 
 // Loads and processes a checkpoint. Throws std::runtime_error with a clear
 // message on missing, truncated or corrupt files.

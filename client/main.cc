@@ -1,0 +1,407 @@
+// spt-client: the command-line interface to an spt-server.
+//
+// Every command talks to ControlService; read commands take --json, which
+// prints the response message (see json_out.h). Exit status: 0 on success,
+// 1 on any error (the gRPC status message is printed), and for `watch` and
+// `submit --wait` 1 also when the experiment ends failed or cancelled.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "connection.h"
+#include "format.h"
+#include "json_out.h"
+#include "spt/util.h"
+#include "spt/version.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = spt::v1;
+using spt::client::dump;
+using spt::client::to_json;
+
+struct Global {
+  std::string server = "127.0.0.1:7070";
+  std::string token, token_file;
+  bool json = false;
+  double timeout_s = 30;
+};
+
+// A usage or input problem found before any RPC.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Client {
+ public:
+  explicit Client(const Global& g) : g_(g) {
+    token_ = spt::rpc::load_token(g.token, g.token_file);
+    stub_ = v1::ControlService::NewStub(spt::rpc::make_channel(g.server));
+  }
+
+  // Calls one unary RPC; throws RpcError naming `what` on failure.
+  template <typename Req, typename Resp, typename Fn>
+  Resp call(const char* what, Fn fn, const Req& req) {
+    grpc::ClientContext ctx;
+    spt::rpc::prepare(ctx, token_, g_.timeout_s);
+    Resp resp;
+    const grpc::Status s = ((*stub_).*fn)(&ctx, req, &resp);
+    if (!s.ok()) throw spt::rpc::RpcError(what, s);
+    return resp;
+  }
+
+  v1::StatusResponse status(const v1::ExperimentRef* ref, bool all) {
+    v1::StatusRequest req;
+    if (ref) *req.mutable_experiment() = *ref;
+    req.set_all(all);
+    return call<v1::StatusRequest, v1::StatusResponse>("status", &v1::ControlService::Stub::Status, req);
+  }
+
+  v1::ControlService::Stub* stub() { return stub_.get(); }
+  const std::string& token() const { return token_; }
+  const Global& global() const { return g_; }
+
+ private:
+  const Global& g_;
+  std::string token_;
+  std::unique_ptr<v1::ControlService::Stub> stub_;
+};
+
+// "12" -> by id; anything else -> by name (the latest submission of it).
+v1::ExperimentRef parse_ref(const std::string& s) {
+  if (s.empty()) throw UsageError("empty experiment reference");
+  v1::ExperimentRef r;
+  if (s.find_first_not_of("0123456789") == std::string::npos) {
+    try {
+      r.set_id(std::stoll(s));
+    } catch (const std::exception&) {
+      throw UsageError("experiment id " + s + " is out of range");
+    }
+    if (r.id() <= 0) throw UsageError("experiment ids start at 1 (got " + s + ")");
+  } else {
+    r.set_name(s);
+  }
+  return r;
+}
+
+void print_json(const nlohmann::json& j) { std::cout << dump(j) << std::endl; }
+
+bool finished(const std::string& state) { return state == "done" || state == "failed" || state == "cancelled"; }
+
+// Polls Status until the experiment(s) stop running. Returns the exit status.
+int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until_end) {
+  const bool tty = isatty(STDOUT_FILENO) && !c.global().json;
+  v1::ExperimentRef ref;
+  if (!exp.empty()) ref = parse_ref(exp);
+  int unavailable = 0;
+  for (;;) {
+    v1::StatusResponse s;
+    try {
+      s = c.status(exp.empty() ? nullptr : &ref, false);
+      unavailable = 0;
+    } catch (const spt::rpc::RpcError& e) {
+      // A restarting server is not a reason to stop watching.
+      if (e.status().error_code() != grpc::UNAVAILABLE || ++unavailable > 60) throw;
+      std::cerr << "server unavailable, retrying: " << e.what() << std::endl;
+      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+      continue;
+    }
+    bool all_finished = true, all_done = true;
+    for (const auto& e : s.experiments()) {
+      all_finished = all_finished && finished(e.state());
+      all_done = all_done && e.state() == "done";
+    }
+    if (c.global().json) {
+      if (!quiet_until_end || all_finished) std::cout << to_json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    } else if (!quiet_until_end || all_finished) {
+      if (tty) std::cout << "\033[H\033[2J";
+      std::cout << spt::client::dashboard(s) << std::flush;
+    }
+    if (all_finished) return all_done ? 0 : 1;
+    std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+  }
+}
+
+std::string safe_file_name(const std::string& name, const std::string& sha) {
+  std::string n = name;
+  for (auto& ch : n)
+    if (ch == '/' || ch == '\\') ch = '_';
+  if (n.empty() || n == "." || n == "..") n = sha.substr(0, 16);
+  return n;
+}
+
+void fail_usage(const std::string& msg) { throw UsageError(msg); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Global g;
+  if (const char* s = std::getenv("SPT_SERVER"); s && *s) g.server = s;
+
+  CLI::App app{"spt-client: submit and follow spt experiments"};
+  app.set_version_flag("--version", SPT_CODE_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  app.add_option("--server", g.server, "spt-server address host:port (env SPT_SERVER)")->capture_default_str();
+  app.add_option("--token", g.token, "bearer token (env SPT_TOKEN)");
+  app.add_option("--token-file", g.token_file, "file holding the bearer token (env SPT_TOKEN_FILE)");
+  app.add_flag("--json", g.json, "machine-readable output");
+  app.add_option("--timeout-s", g.timeout_s, "per-request deadline")->capture_default_str()->check(CLI::Range(0.1, 1e6));
+
+  std::string exp, parts, out_dir, job_ref, file, blob_name, prefix;
+  std::vector<std::string> params;
+  int priority = 0;
+  bool force = false, wait = false, all = false;
+  double interval = 1.0;
+
+  auto* submit = app.add_subcommand("submit", "submit an experiment");
+  submit->add_option("experiment", exp, "experiment name, e.g. selftest, exp10")->required();
+  submit->add_option("--parts", parts, "parts to run, e.g. abcd (default: the experiment's)");
+  submit->add_option("--param", params, "experiment parameter k=v (repeatable)")->allow_extra_args(false);
+  submit->add_option("--priority", priority, "higher runs first")->capture_default_str();
+  submit->add_flag("--force", force, "recompute even if results are stored");
+  submit->add_flag("--wait", wait, "follow progress until the experiment ends");
+  submit->add_option("--interval", interval, "refresh interval with --wait (s)")->check(CLI::Range(0.05, 3600.0));
+
+  auto* status = app.add_subcommand("status", "progress of experiments and the worker pool");
+  status->add_option("experiment", exp, "id or name (default: the server's current view)");
+  status->add_flag("--all", all, "include finished experiments");
+
+  auto* watchc = app.add_subcommand("watch", "live status until the experiment(s) end");
+  watchc->add_option("experiment", exp, "id or name");
+  watchc->add_option("--interval", interval, "refresh interval (s)")->capture_default_str()->check(CLI::Range(0.05, 3600.0));
+
+  auto* results = app.add_subcommand("results", "reduce results and artifacts of an experiment");
+  results->add_option("experiment", exp, "id or name")->required();
+  results->add_option("--out", out_dir, "write results.json and every artifact into this directory");
+
+  auto* cancel = app.add_subcommand("cancel", "cancel an experiment's unfinished jobs");
+  cancel->add_option("experiment", exp, "id or name")->required();
+  auto* retry = app.add_subcommand("retry", "requeue an experiment's failed jobs");
+  retry->add_option("experiment", exp, "id or name")->required();
+  auto* workers = app.add_subcommand("workers", "list workers");
+  auto* logs = app.add_subcommand("logs", "a job's state, parameters, events and log");
+  logs->add_option("job", job_ref, "job id, or experiment:jobname (e.g. selftest:map/7)")->required();
+  auto* put = app.add_subcommand("put", "upload a file (model, dataset) to the artifact store");
+  put->add_option("file", file, "local file")->required();
+  put->add_option("--name", blob_name, "name to register (default: the file's base name)");
+  auto* artifacts = app.add_subcommand("artifacts", "list stored artifacts");
+  artifacts->add_option("--prefix", prefix, "only names starting with this");
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    Client c(g);
+    if (submit->parsed()) {
+      v1::SubmitRequest req;
+      req.set_experiment(exp);
+      req.set_parts(parts);
+      for (const auto& kv : params) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) fail_usage("--param expects key=value (got '" + kv + "')");
+        (*req.mutable_params())[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      req.set_priority(priority);
+      req.set_force(force);
+      auto r = c.call<v1::SubmitRequest, v1::SubmitResponse>("submit", &v1::ControlService::Stub::Submit, req);
+      if (!wait) {
+        if (g.json)
+          print_json(to_json(r));
+        else
+          std::cout << "submitted " << exp << " as experiment #" << r.experiment_id() << ": " << r.n_jobs() << " jobs ("
+                    << r.n_reused() << " answered from stored results)\n";
+        return 0;
+      }
+      if (!g.json)
+        std::cout << "submitted " << exp << " as experiment #" << r.experiment_id() << ": " << r.n_jobs() << " jobs\n";
+      return watch(c, std::to_string(r.experiment_id()), interval, g.json);
+    }
+    if (status->parsed()) {
+      v1::ExperimentRef ref;
+      if (!exp.empty()) ref = parse_ref(exp);
+      auto s = c.status(exp.empty() ? nullptr : &ref, all);
+      if (g.json)
+        print_json(to_json(s));
+      else
+        std::cout << spt::client::dashboard(s);
+      return 0;
+    }
+    if (watchc->parsed()) return watch(c, exp, interval, false);
+    if (results->parsed()) {
+      v1::ResultsRequest req;
+      *req.mutable_experiment() = parse_ref(exp);
+      auto r = c.call<v1::ResultsRequest, v1::ResultsResponse>("results", &v1::ControlService::Stub::Results, req);
+      nlohmann::json j = to_json(r);
+      if (!out_dir.empty()) {
+        fs::create_directories(out_dir);
+        // results.json: the response, with each result_json also parsed.
+        nlohmann::json doc = j;
+        for (auto& rr : doc["reduce_results"]) {
+          const std::string txt = rr.value("result_json", "");
+          rr["result"] = txt.empty() ? nlohmann::json() : nlohmann::json::parse(txt, nullptr, false);
+        }
+        spt::write_file_atomic((fs::path(out_dir) / "results.json").string(), dump(doc) + "\n");
+        int n = 0;
+        for (const auto& a : r.artifacts()) {
+          const std::string dest = (fs::path(out_dir) / safe_file_name(a.name(), a.sha256())).string();
+          v1::FetchBlobRequest fr;
+          fr.set_sha256(a.sha256());
+          std::string got;
+          spt::rpc::fetch_blob(spt::rpc::blob_reader(c.stub()), c.token(), fr,
+                               [&](const v1::BlobChunk&) { return dest; }, &got);
+          ++n;
+        }
+        if (!g.json)
+          std::cerr << "wrote " << (fs::path(out_dir) / "results.json").string() << " and " << n << " artifacts\n";
+      }
+      if (g.json) {
+        print_json(j);
+        return 0;
+      }
+      const auto& e = r.experiment();
+      std::cout << "#" << e.id() << " " << e.name() << "  " << e.state() << "  " << e.counts().done() << "/"
+                << e.counts().total() << " done, " << e.counts().failed() << " failed\n";
+      for (const auto& rr : r.reduce_results()) {
+        std::cout << "\n" << rr.name() << " (" << rr.kind() << ", job " << rr.job_id() << "): " << rr.state() << "\n";
+        if (!rr.result_json().empty()) {
+          auto parsed = nlohmann::json::parse(rr.result_json(), nullptr, false);
+          std::cout << (parsed.is_discarded() ? rr.result_json() : dump(parsed)) << "\n";
+        }
+        if (!rr.error().empty()) std::cout << "error: " << rr.error() << "\n";
+      }
+      if (r.artifacts_size()) {
+        std::vector<std::vector<std::string>> rows = {{"ARTIFACT", "SIZE", "TYPE", "SHA256"}};
+        for (const auto& a : r.artifacts())
+          rows.push_back({a.name(), spt::client::human_bytes(a.size()), a.media_type(), a.sha256().substr(0, 16)});
+        std::cout << "\n" << spt::client::table(rows);
+      }
+      return 0;
+    }
+    if (cancel->parsed() || retry->parsed()) {
+      if (cancel->parsed()) {
+        v1::CancelRequest req;
+        *req.mutable_experiment() = parse_ref(exp);
+        auto r = c.call<v1::CancelRequest, v1::CancelResponse>("cancel", &v1::ControlService::Stub::Cancel, req);
+        if (g.json)
+          print_json(to_json(r));
+        else
+          std::cout << "cancelled " << r.cancelled_jobs() << " jobs of " << exp << "\n";
+      } else {
+        v1::RetryRequest req;
+        *req.mutable_experiment() = parse_ref(exp);
+        auto r = c.call<v1::RetryRequest, v1::RetryResponse>("retry", &v1::ControlService::Stub::Retry, req);
+        if (g.json)
+          print_json(to_json(r));
+        else
+          std::cout << "requeued " << r.retried_jobs() << " jobs of " << exp << "\n";
+      }
+      return 0;
+    }
+    if (workers->parsed()) {
+      auto r = c.call<v1::ListWorkersRequest, v1::ListWorkersResponse>(
+          "workers", &v1::ControlService::Stub::ListWorkers, v1::ListWorkersRequest());
+      if (g.json)
+        print_json(to_json(r));
+      else if (r.workers().empty())
+        std::cout << "no workers registered\n";
+      else
+        std::cout << spt::client::workers_table(r.workers(), spt::now_unix_ms());
+      return 0;
+    }
+    if (logs->parsed()) {
+      v1::LogsRequest req;
+      if (job_ref.find_first_not_of("0123456789") == std::string::npos) {
+        req.set_job_id(std::stoll(job_ref));
+      } else {
+        const auto colon = job_ref.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == job_ref.size())
+          fail_usage("job must be a numeric id or experiment:jobname (got '" + job_ref + "')");
+        *req.mutable_experiment() = parse_ref(job_ref.substr(0, colon));
+        req.set_job_name(job_ref.substr(colon + 1));
+      }
+      auto r = c.call<v1::LogsRequest, v1::LogsResponse>("logs", &v1::ControlService::Stub::Logs, req);
+      if (g.json) {
+        print_json(to_json(r));
+        return 0;
+      }
+      const auto& j = r.job();
+      std::cout << "job " << j.job_id() << " " << j.name() << " (" << j.kind() << "): " << j.state() << ", attempt "
+                << j.attempt() << "\n";
+      auto params_doc = nlohmann::json::parse(r.params_json(), nullptr, false);
+      std::cout << "params: " << (params_doc.is_discarded() ? r.params_json() : params_doc.dump()) << "\n";
+      if (!j.result_json().empty()) std::cout << "result: " << j.result_json() << "\n";
+      if (!j.error().empty()) std::cout << "error: " << j.error() << "\n";
+      if (r.events_size()) {
+        std::vector<std::vector<std::string>> rows = {{"TIME", "EVENT", "DETAIL"}};
+        for (const auto& e : r.events()) {
+          char buf[64];
+          const time_t t = static_cast<time_t>(e.unix_ms() / 1000);
+          struct tm tmv;
+          localtime_r(&t, &tmv);
+          std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tmv);
+          char ms[8];
+          std::snprintf(ms, sizeof ms, ".%03d", static_cast<int>(e.unix_ms() % 1000));
+          rows.push_back({std::string(buf) + ms, e.event(), e.detail()});
+        }
+        std::cout << "\n" << spt::client::table(rows);
+      }
+      if (!r.log().empty()) std::cout << "\nlog:\n" << r.log() << (r.log().back() == '\n' ? "" : "\n");
+      return 0;
+    }
+    if (put->parsed()) {
+      auto a = spt::rpc::put_blob(spt::rpc::blob_writer(c.stub()), c.token(), file, blob_name);
+      if (g.json)
+        print_json(to_json(a));
+      else
+        std::cout << "stored " << a.name() << ": sha256 " << a.sha256() << ", " << spt::client::human_bytes(a.size())
+                  << "\n";
+      return 0;
+    }
+    if (artifacts->parsed()) {
+      v1::ListArtifactsRequest req;
+      req.set_prefix(prefix);
+      auto r = c.call<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(
+          "artifacts", &v1::ControlService::Stub::ListArtifacts, req);
+      if (g.json) {
+        print_json(to_json(r));
+      } else if (r.artifacts().empty()) {
+        std::cout << "no artifacts\n";
+      } else {
+        std::vector<std::vector<std::string>> rows = {{"NAME", "SIZE", "TYPE", "SHA256"}};
+        for (const auto& a : r.artifacts())
+          rows.push_back({a.name(), spt::client::human_bytes(a.size()), a.media_type(), a.sha256()});
+        std::cout << spt::client::table(rows);
+      }
+      return 0;
+    }
+  } catch (const spt::rpc::RpcError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    switch (e.status().error_code()) {
+      case grpc::UNAUTHENTICATED:
+      case grpc::PERMISSION_DENIED:
+        std::cerr << "hint: the server wants its bearer token; pass --token or --token-file, or set SPT_TOKEN or "
+                     "SPT_TOKEN_FILE, to the token the server was started with\n";
+        break;
+      case grpc::UNAVAILABLE:
+        std::cerr << "hint: is spt-server running and reachable at " << g.server << "? (--server or SPT_SERVER)\n";
+        break;
+      case grpc::DEADLINE_EXCEEDED:
+        std::cerr << "hint: the server did not answer within " << g.timeout_s << " s (--timeout-s)\n";
+        break;
+      default:
+        break;
+    }
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,96 @@
+#pragma once
+// Shared vocabulary of the exp10 family, header-only so that the torch-free
+// plan (linked into the coordinator) and the worker-side executors agree on
+// names, step lists and head sets without a link dependency.
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace spt::exp10 {
+
+// Job kinds.
+inline constexpr const char* kKindPpl = "exp10.ppl";        // PPL of one variant
+inline constexpr const char* kKindMeans = "exp10.means";    // per-head mean of hook_z
+inline constexpr const char* kKindReduce = "exp10.reduce";  // CPU aggregation + report
+
+struct HeadId {
+  int layer = 0;
+  int head = 0;
+  bool operator==(const HeadId& o) const { return layer == o.layer && head == o.head; }
+  bool operator<(const HeadId& o) const { return layer != o.layer ? layer < o.layer : head < o.head; }
+};
+
+inline std::string head_name(int layer, int head) {
+  return "L" + std::to_string(layer) + "H" + std::to_string(head);
+}
+inline std::string head_name(const HeadId& h) { return head_name(h.layer, h.head); }
+
+// Every head in layer-major order (L0H0, L0H1, …), from `first_layer` on.
+inline std::vector<HeadId> all_heads(int n_layer, int n_head, int first_layer = 0) {
+  std::vector<HeadId> out;
+  for (int l = first_layer; l < n_layer; ++l)
+    for (int h = 0; h < n_head; ++h) out.push_back({l, h});
+  return out;
+}
+
+// The linearisation methods of exp10c, in the original's order (ties in the
+// per-head best method keep the earlier one).
+inline const std::vector<std::string>& linear_methods() {
+  static const std::vector<std::string> m = {"relu", "l1", "identity"};
+  return m;
+}
+
+// Cumulative step lists (spec §10). The published lists assume gpt2's 144
+// (or 132) heads; here they are clipped to the heads available and always
+// end with the total, so any model size gets a meaningful curve.
+enum class Steps {
+  c,      // 10C: 0,5,…,40,43,50,60,…  + total
+  fine,   // 10F/10G/10H/10K: 0,5,…,40,50,60,… + total
+  v4,     // 10d V4: 0,10,…,100 + total
+};
+
+inline std::vector<int> step_list(Steps kind, int total) {
+  std::vector<int> base;
+  if (kind == Steps::v4) {
+    for (int s = 0; s <= 100 && s < total; s += 10) base.push_back(s);
+  } else {
+    for (int s = 0; s <= 40 && s < total; s += 5) base.push_back(s);
+    if (kind == Steps::c && 43 < total) base.push_back(43);
+    for (int s = 50; s < total; s += 10) base.push_back(s);
+  }
+  if (base.empty() || base.back() != total) base.push_back(total);
+  if (total <= 0) base = {0};
+  return base;
+}
+
+// A short file-name-safe label for the model: "gpt2", the folder's last
+// component, or "sha256-<12 hex>".
+inline std::string model_label(const std::string& model) {
+  std::string m = model;
+  if (m.rfind("sha256:", 0) == 0) return "sha256-" + m.substr(7, 12);
+  while (m.size() > 1 && m.back() == '/') m.pop_back();
+  const auto slash = m.find_last_of('/');
+  if (slash != std::string::npos) m = m.substr(slash + 1);
+  std::string out;
+  for (char c : m) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  return out.empty() ? "model" : out;
+}
+
+// Dimensions of the models a name alone identifies.
+struct KnownModel {
+  const char* name;
+  int n_layer, n_head, n_ctx;
+};
+inline const KnownModel* known_model(const std::string& name) {
+  static const KnownModel kModels[] = {
+      {"gpt2", 12, 12, 1024},       {"gpt2-medium", 24, 16, 1024}, {"gpt2-large", 36, 20, 1024},
+      {"gpt2-xl", 48, 25, 1024},    {"distilgpt2", 6, 12, 1024},
+  };
+  for (const auto& m : kModels)
+    if (name == m.name) return &m;
+  return nullptr;
+}
+
+}  // namespace spt::exp10

@@ -1,0 +1,266 @@
+// Dispatch and the helpers every exp10 reduce step shares.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+#include <stdexcept>
+
+#include "analysis/thresholds.h"
+#include "exp10/reduce_internal.h"
+#include "spt/util.h"
+#include "spt/version.h"
+
+namespace spt::exp10 {
+
+double ppl_of(double nll_sum, double n_tokens) { return std::exp(nll_sum / n_tokens); }
+
+namespace detail {
+
+double r1(double x) { return round_to(x, 1); }
+double r2(double x) { return round_to(x, 2); }
+double r4(double x) { return round_to(x, 4); }
+double r6(double x) { return round_to(x, 6); }
+
+PplPoint read_ppl(const json& r, const std::string& job_name) {
+  PplPoint p;
+  if (!r.is_object()) throw std::runtime_error("input " + job_name + " is not an exp10.ppl result");
+  p.skipped = r.value("skipped", false);
+  if (r.contains("variant")) p.variant = r.at("variant");
+  if (p.skipped) return p;
+  if (!r.contains("nll_sum") || !r.contains("n_tokens"))
+    throw std::runtime_error("input " + job_name + " has no nll_sum/n_tokens (not an exp10.ppl result)");
+  p.nll = r.at("nll_sum").get<double>();
+  p.n_tokens = r.at("n_tokens").get<int64_t>();
+  if (p.n_tokens <= 0) throw std::runtime_error("input " + job_name + " evaluated no tokens");
+  p.ppl = ppl_of(p.nll, static_cast<double>(p.n_tokens));
+  p.n_chunks = r.value("n_chunks", int64_t{0});
+  p.total_tokens = r.value("total_tokens", int64_t{0});
+  return p;
+}
+
+HeadId parse_head(const std::string& s) {
+  int l = -1, h = -1;
+  char tail = 0;
+  if (std::sscanf(s.c_str(), "L%dH%d%c", &l, &h, &tail) != 2 || l < 0 || h < 0)
+    throw std::runtime_error("'" + s + "' is not a head name like L3H7");
+  return {l, h};
+}
+
+Ctx::Ctx(const JobSpec& j, const ReduceContext& r)
+    : job(j), rc(r), label(model_label(j.params.value("model", std::string("model")))) {
+  n_layer = j.params.value("n_layer", 0);
+  n_head = j.params.value("n_head", 0);
+  if (n_layer < 1 || n_head < 1) throw std::runtime_error("reduce job " + j.name + " lacks n_layer/n_head");
+}
+
+const json& Ctx::input(const std::string& name) const {
+  if (const json* p = maybe(name)) return *p;
+  throw std::runtime_error("reduce " + job.name + " needs the result of " + name + " (not among its inputs)");
+}
+
+const json* Ctx::maybe(const std::string& name) const {
+  for (const auto& in : job.inputs)
+    if (in.name == name) return &in.result;
+  return nullptr;
+}
+
+std::map<std::string, const json*> Ctx::with_prefix(const std::string& prefix) const {
+  std::map<std::string, const json*> out;
+  for (const auto& in : job.inputs)
+    if (in.name.rfind(prefix, 0) == 0) {
+      const std::string key = in.name.substr(prefix.size());
+      if (!out.emplace(key, &in.result).second)
+        throw std::runtime_error("reduce " + job.name + ": input " + in.name + " appears twice");
+    }
+  return out;
+}
+
+std::map<int, PplPoint> Ctx::steps(const std::string& prefix) const {
+  std::map<int, PplPoint> out;
+  for (const auto& [key, res] : with_prefix(prefix)) {
+    PplPoint p = read_ppl(*res, prefix + key);
+    if (p.skipped) continue;
+    int n;
+    if (key == "all") {
+      n = p.variant.value("n_additional", -1);
+      if (n < 0) throw std::runtime_error("input " + prefix + key + " does not say its step size");
+    } else {
+      try {
+        n = std::stoi(key);
+      } catch (const std::exception&) {
+        throw std::runtime_error("input " + prefix + key + " is not a step");
+      }
+    }
+    out[n] = p;
+  }
+  return out;
+}
+
+std::string Ctx::param(const std::string& key, const std::string& def) const {
+  const auto& p = job.params;
+  return p.contains(key) && p.at(key).is_string() ? p.at(key).get<std::string>() : def;
+}
+
+int64_t Ctx::param_int(const std::string& key, int64_t def) const {
+  const auto& p = job.params;
+  return p.contains(key) && p.at(key).is_number_integer() ? p.at(key).get<int64_t>() : def;
+}
+
+json Ctx::provenance() const {
+  // Fields every input must agree on (paths and devices may differ per
+  // worker and are not compared).
+  static const char* kKeys[] = {"model",        "model_sha256", "data_sha256", "tokenizer_sha256", "precision",
+                                "torch_version", "code_version", "seed",        "config",           "bos"};
+  json out = json::object();
+  json conflicts = json::array();
+  std::set<std::string> devices;
+  for (const auto& in : job.inputs) {
+    if (!in.result.is_object() || !in.result.contains("provenance")) continue;
+    const json& p = in.result.at("provenance");
+    if (!p.is_object()) continue;
+    for (const char* k : kKeys) {
+      if (!p.contains(k)) continue;
+      if (!out.contains(k))
+        out[k] = p.at(k);
+      else if (out.at(k) != p.at(k))
+        conflicts.push_back({{"field", k}, {"input", in.name}, {"value", p.at(k)}, {"kept", out.at(k)}});
+    }
+    if (p.contains("device") && p.at("device").is_string()) devices.insert(p.at("device").get<std::string>());
+    if (p.contains("devices") && p.at("devices").is_array())
+      for (const auto& d : p.at("devices"))
+        if (d.is_string()) devices.insert(d.get<std::string>());
+  }
+  out["devices"] = devices;
+  out["reduce"] = {{"worker", rc.worker},
+                   {"device", rc.device},
+                   {"code_version", SPT_CODE_VERSION},
+                   {"torch_version", rc.torch_version}};
+  if (!out.contains("code_version")) out["code_version"] = SPT_CODE_VERSION;
+  if (!out.contains("seed")) out["seed"] = 0;
+  if (!conflicts.empty()) out["conflicts"] = conflicts;
+  return out;
+}
+
+json Ctx::emit_json(const std::string& name, json doc) {
+  doc["provenance"] = provenance();
+  emit_text(name + ".json", doc.dump(2) + "\n", "application/json");
+  return doc;
+}
+
+void Ctx::emit_text(const std::string& name, const std::string& text, const std::string& media_type) {
+  std::filesystem::create_directories(rc.out_dir);
+  const std::string path = (std::filesystem::path(rc.out_dir) / name).string();
+  write_file_atomic(path, text);
+  out.files.push_back({name, path, media_type});
+}
+
+void Ctx::emit_figure(const report::Figure& fig) {
+  const auto r = report::render(fig, rc.out_dir);
+  for (const auto& f : r.files) out.files.push_back(f);
+  figures_.push_back(fig.name);
+  if (!r.png) out.notes.push_back(fig.name + ": " + r.note);
+}
+
+std::string Ctx::figure_notes() const {
+  std::string s = "## Figures\n\n";
+  for (const auto& f : figures_) s += "- `" + f + ".png` (data and gnuplot script alongside: `" + f + ".gp`)\n";
+  for (const auto& n : out.notes) s += "- note: " + n + "\n";
+  return s + "\n";
+}
+
+json cumulative_rows(const std::map<int, double>& ppl_by_n, double base_for_ratio, double base_shown,
+                     const char* n_key) {
+  json rows = json::array();
+  rows.push_back({{n_key, 0}, {"ppl", r4(base_shown)}, {"ratio", 1.0}});
+  for (const auto& [n, ppl] : ppl_by_n) {
+    if (n == 0) continue;
+    rows.push_back({{n_key, n}, {"ppl", r4(ppl)}, {"ratio", r4(ppl / base_for_ratio)}});
+  }
+  return rows;
+}
+
+json thresholds_of(const json& rows, const char* n_key) {
+  std::vector<analysis::CurvePoint> curve;
+  for (const auto& r : rows) curve.push_back({r.at(n_key).get<int>(), r.at("ratio").get<double>()});
+  return {{"1.1", analysis::threshold_steps(curve, 1.1)},
+          {"1.5", analysis::threshold_steps(curve, 1.5)},
+          {"2.0", analysis::threshold_steps(curve, 2.0)}};
+}
+
+std::string curve_dat(const json& rows, const char* n_key) {
+  std::string s = "# n ratio ppl\n";
+  for (const auto& r : rows)
+    s += std::to_string(r.at(n_key).get<int>()) + " " + std::to_string(r.at("ratio").get<double>()) + " " +
+         std::to_string(r.at("ppl").get<double>()) + "\n";
+  return s;
+}
+
+std::string num(double v) {
+  if (std::isnan(v)) return "NaN";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+std::string provenance_md(const json& prov) {
+  std::string s = "## Provenance\n\n";
+  auto line = [&](const char* label, const char* key) {
+    if (prov.contains(key)) {
+      const json& v = prov.at(key);
+      s += std::string("- ") + label + ": `" + (v.is_string() ? v.get<std::string>() : v.dump()) + "`\n";
+    }
+  };
+  line("model", "model");
+  line("model sha256", "model_sha256");
+  line("data file", "data_file");
+  line("data sha256", "data_sha256");
+  line("tokenizer sha256", "tokenizer_sha256");
+  line("precision", "precision");
+  line("devices", "devices");
+  line("LibTorch", "torch_version");
+  line("code version", "code_version");
+  line("seed", "seed");
+  line("BOS prepended", "bos");
+  if (prov.contains("conflicts"))
+    s += "- **inputs disagree**: `" + prov.at("conflicts").dump() + "`\n";
+  return s + "\n";
+}
+
+void require_steps(const std::map<int, PplPoint>& got, const std::vector<int>& want, const std::string& what) {
+  std::string missing;
+  for (int n : want)
+    if (n != 0 && !got.count(n)) missing += (missing.empty() ? "" : ", ") + std::to_string(n);
+  if (!missing.empty()) throw std::runtime_error(what + ": missing steps " + missing);
+}
+
+json head_rows(const std::vector<HeadDelta>& rows, bool with_ppl, const char* ppl_key) {
+  json a = json::array();
+  for (const auto& r : rows) {
+    json j = {{"layer", r.layer}, {"head", r.head}};
+    if (!r.method.empty()) j["method"] = r.method;
+    if (with_ppl) j[ppl_key] = r.ppl;
+    j["delta_ppl"] = r.delta;
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+}  // namespace detail
+
+ReduceOutput run_reduce(const JobSpec& job, const ReduceContext& rc) {
+  using namespace detail;
+  const std::string what = job.params.value("reduce", std::string());
+  static const std::map<std::string, json (*)(Ctx&)> kSteps = {
+      {"a", reduce_a}, {"c", reduce_c}, {"exp10", reduce_exp10}, {"e", reduce_e},   {"f", reduce_f},
+      {"g", reduce_g}, {"h", reduce_h}, {"exp10b", reduce_exp10b}, {"i", reduce_i}, {"j", reduce_j},
+      {"k", reduce_k}, {"l", reduce_l}, {"exp10c", reduce_exp10c}, {"v", reduce_v}};
+  const auto it = kSteps.find(what);
+  if (it == kSteps.end()) throw std::runtime_error("exp10.reduce: unknown step '" + what + "'");
+  Ctx c(job, rc);
+  json result = it->second(c);
+  c.out.result = std::move(result);
+  return std::move(c.out);
+}
+
+}  // namespace spt::exp10

@@ -1,0 +1,393 @@
+// exp10c I–L (spec §10.3): single-head linearised attention, method
+// selection, cumulative linearisation, the FLOP cost model; report and
+// figures. Ratios are against exp10a's rounded baseline.
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "analysis/stats.h"
+#include "exp10/reduce_internal.h"
+#include "report/markdown.h"
+
+namespace spt::exp10::detail {
+
+namespace {
+
+// exp10i rows by head, per method in linear_methods() order.
+std::map<HeadId, std::map<std::string, double>> linear_table(const json& i) {
+  std::map<HeadId, std::map<std::string, double>> t;
+  for (const auto& r : i.at("results"))
+    t[{r.at("layer").get<int>(), r.at("head").get<int>()}][r.at("method").get<std::string>()] =
+        r.at("delta_ppl").get<double>();
+  return t;
+}
+
+json method_stats_of(const std::vector<double>& d) {
+  int neg = 0, small = 0;
+  for (double v : d) {
+    neg += v < 0;
+    small += std::fabs(v) < 0.01;
+  }
+  return {{"mean", r6(analysis::mean(d))},
+          {"median", r6(analysis::median(d))},
+          {"max", r6(analysis::max_of(d))},
+          {"n_negative", neg},
+          {"n_small", small}};
+}
+
+}  // namespace
+
+json reduce_i(Ctx& c) {
+  const json& a = c.input("a/reduce");
+  const double base = a.at("baseline_ppl").get<double>();
+  std::map<std::pair<HeadId, std::string>, PplPoint> got;
+  for (const auto& [key, res] : c.with_prefix("i/head/")) {
+    const auto slash = key.find('/');
+    if (slash == std::string::npos) throw std::runtime_error("exp10i: bad input name i/head/" + key);
+    got[{parse_head(key.substr(0, slash)), key.substr(slash + 1)}] = read_ppl(*res, "i/head/" + key);
+  }
+  json results = json::array();
+  const auto heads = all_heads(c.n_layer, c.n_head, 1);
+  for (const auto& h : heads)
+    for (const auto& m : linear_methods()) {
+      const auto it = got.find({h, m});
+      if (it == got.end()) throw std::runtime_error("exp10i: no result for " + head_name(h) + " / " + m);
+      results.push_back({{"layer", h.layer},
+                         {"head", h.head},
+                         {"method", m},
+                         {"ppl", r4(it->second.ppl)},
+                         {"delta_ppl", r6((it->second.ppl - base) / base)}});
+    }
+  if (got.size() != results.size()) throw std::runtime_error("exp10i: unexpected extra results");
+  json doc = {{"model", c.param("model")},
+              {"baseline_ppl", base},
+              {"n_heads_tested", heads.size()},
+              {"methods", linear_methods()},
+              {"results", results}};
+  // The statistics the original prints, kept with the table.
+  const json* e = c.maybe("e/reduce");
+  std::map<HeadId, double> mean;
+  if (e)
+    for (const auto& r : read_head_table(*e)) mean[r.id()] = r.delta;
+  json summary = json::object();
+  const auto tab = linear_table(doc);
+  for (const auto& m : linear_methods()) {
+    std::vector<double> d;
+    int better = 0;
+    for (const auto& [h, by] : tab) {
+      d.push_back(by.at(m));
+      if (e && by.at(m) < mean.at(h)) ++better;
+    }
+    summary[m] = method_stats_of(d);
+    summary[m]["n_linear_lt_mean"] = e ? json(better) : json(nullptr);
+  }
+  doc["summary"] = summary;
+  return c.emit_json("exp10i_linear_individual_" + c.label, doc);
+}
+
+json reduce_j(Ctx& c) {
+  const json& i = c.input("i/reduce");
+  const json* e = c.maybe("e/reduce");
+  const auto tab = linear_table(i);
+  json stats = json::object();
+  std::string best_method;
+  double best_mean = 0;
+  for (const auto& m : linear_methods()) {
+    std::vector<double> d;
+    for (const auto& [h, by] : tab) d.push_back(by.at(m));
+    stats[m] = method_stats_of(d);
+    const double mu = analysis::mean(d);
+    if (best_method.empty() || mu < best_mean) {
+      best_method = m;
+      best_mean = mu;
+    }
+  }
+  std::map<HeadId, double> mean;
+  if (e)
+    for (const auto& r : read_head_table(*e)) mean[r.id()] = r.delta;
+  std::vector<HeadDelta> best_rows, mixed_rows;
+  json counts = json::object();
+  for (const auto& m : linear_methods()) counts[m] = 0;
+  std::vector<double> mixed_d;
+  int better = 0;
+  for (const auto& [h, by] : tab) {  // std::map: layer-major order
+    std::string pick = linear_methods().front();
+    for (const auto& m : linear_methods())
+      if (by.at(m) < by.at(pick)) pick = m;  // strict: ties keep the earlier method
+    counts[pick] = counts[pick].get<int>() + 1;
+    mixed_d.push_back(by.at(pick));
+    if (e && by.at(pick) < mean.at(h)) ++better;
+    best_rows.push_back({h.layer, h.head, 0, by.at(best_method), ""});
+    mixed_rows.push_back({h.layer, h.head, 0, by.at(pick), pick});
+  }
+  json doc = {{"method_stats", stats},
+              {"best_method", best_method},
+              {"method_counts_mixed", counts},
+              {"mixed_mean_dppl", r6(analysis::mean(mixed_d))},
+              {"n_better_than_mean", e ? json(better) : json(nullptr)},
+              {"best_ranking", head_rows(by_abs_ascending(best_rows), false)},
+              {"mixed_ranking", head_rows(by_abs_ascending(mixed_rows), false)}};
+  return c.emit_json("exp10j_method_comparison_" + c.label, doc);
+}
+
+json reduce_k(Ctx& c) {
+  const json& a = c.input("a/reduce");
+  const json& j = c.input("j/reduce");
+  const double base = a.at("baseline_ppl").get<double>();
+  const int total = static_cast<int>(j.at("best_ranking").size());
+  auto curve = [&](const std::string& which) {
+    const auto steps = c.steps("k/" + which + "/");
+    require_steps(steps, step_list(Steps::fine, total), "exp10k " + which);
+    std::map<int, double> ppl;
+    for (const auto& [n, p] : steps) ppl[n] = p.ppl;
+    return cumulative_rows(ppl, base, base, "n_linearized");
+  };
+  const json best = curve("best"), mixed = curve("mixed");
+  json doc = {{"model", c.param("model")},
+              {"baseline_ppl", base},
+              {"best_method", j.at("best_method")},
+              {"cumulative_best", best},
+              {"cumulative_mixed", mixed},
+              {"thresholds_best", thresholds_of(best, "n_linearized")},
+              {"thresholds_mixed", thresholds_of(mixed, "n_linearized")}};
+  return c.emit_json("exp10k_cumulative_linear_" + c.label, doc);
+}
+
+json reduce_l(Ctx& c) {
+  const json& k = c.input("k/reduce");
+  int d = 64;
+  if (k.contains("provenance") && k.at("provenance").contains("config"))
+    d = k.at("provenance").at("config").value("d_head", 64);
+  const int total = c.n_layer * c.n_head;
+  json seq = json::object();
+  for (int n : {128, 512, 1024, 2048}) {
+    const double N = n, D = d;
+    const double soft = 4 * N * N * D + 6 * N * N;  // QKᵀ 2n²d + scale n² + softmax 5n² + AV 2n²d
+    const double lin = 4 * N * N * D + 4 * N * N;   // activation n² + normalisation 2n²
+    const double kern = 6 * N * D * D;
+    json trade = json::array();
+    for (const auto& r : k.at("cumulative_best")) {
+      const int kk = r.at("n_linearized").get<int>();
+      const double all = total * soft;
+      trade.push_back({{"n_linearized", kk},
+                       {"ppl_ratio", r.at("ratio")},
+                       {"savings_linear_pct", r2(100.0 * (1.0 - ((total - kk) * soft + kk * lin) / all))},
+                       {"savings_kernel_pct", r2(100.0 * (1.0 - ((total - kk) * soft + kk * kern) / all))}});
+    }
+    seq[std::to_string(n)] = {{"flops_per_head_softmax", soft},
+                              {"flops_per_head_linear", lin},
+                              {"flops_per_head_kernel", kern},
+                              {"tradeoffs", trade}};
+  }
+  json doc = {{"model_config", {{"model", c.param("model")}, {"n_layers", c.n_layer}, {"n_heads", c.n_head},
+                                {"d_head", d}, {"total_heads", total}}},
+              {"seq_lengths", seq}};
+  return c.emit_json("exp10l_cost_estimate_" + c.label, doc);
+}
+
+json reduce_exp10c(Ctx& c) {
+  namespace R = report;
+  const std::string m = c.label;
+  const json* id = c.maybe("i/reduce");
+  const json* jd = c.maybe("j/reduce");
+  const json* kd = c.maybe("k/reduce");
+  const json* ld = c.maybe("l/reduce");
+  const json* ed = c.maybe("e/reduce");
+  const json* fd = c.maybe("f/reduce");
+  std::string md = "# exp10c: linearised attention (Phase 2) — " + m + "\n\n";
+  md += "Softmax of one head (layers 1+) replaced by ReLU, L1 or identity normalisation of its scores.\n\n";
+  std::map<HeadId, double> mean;
+  if (ed)
+    for (const auto& r : read_head_table(*ed)) mean[r.id()] = r.delta;
+  if (id) {
+    const auto tab = linear_table(*id);
+    const size_t n = tab.size();
+    md += "## 10I: single-head linearisation (" + std::to_string(n) + " heads)\n\n";
+    R::Table t({"method", "mean ΔPPL", "median", "max", "|Δ| < 1 %", "Δ < 0", "linear < mean-abl"}, "lrrrrrr");
+    std::string hist_plot;
+    report::Figure fh;
+    fh.name = "exp10i_linear_individual_" + m;
+    fh.width = 1400;
+    fh.height = 450;
+    report::Figure fs;
+    fs.name = "exp10i_linear_vs_mean_scatter_" + m;
+    fs.width = 1400;
+    fs.height = 450;
+    std::string hist_script = "set multiplot layout 1,3 title 'Single-head linearisation ΔPPL — " + m +
+                              "'\nset style fill solid 0.6 border -1\nset xlabel 'ΔPPL'\nset ylabel 'heads'\n";
+    std::string scat_script = "set multiplot layout 1,3 title 'Linearised vs mean-ablated ΔPPL — " + m +
+                              "'\nset xlabel 'ΔPPL mean-ablation'\nset ylabel 'ΔPPL linearised'\nset grid\n";
+    for (const auto& meth : linear_methods()) {
+      std::vector<double> d;
+      int better = 0;
+      std::string sdat = "# layer head mean_dppl linear_dppl\n";
+      for (const auto& [h, by] : tab) {
+        d.push_back(by.at(meth));
+        if (ed) {
+          better += by.at(meth) < mean.at(h);
+          sdat += std::to_string(h.layer) + " " + std::to_string(h.head) + " " + num(mean.at(h)) + " " + num(by.at(meth)) + "\n";
+        }
+      }
+      const json s = method_stats_of(d);
+      t.row({meth, R::pct(s.at("mean").get<double>(), 2), R::pct(s.at("median").get<double>(), 2),
+             R::pct(s.at("max").get<double>(), 2), std::to_string(s.at("n_small").get<int>()) + "/" + std::to_string(n),
+             std::to_string(s.at("n_negative").get<int>()) + "/" + std::to_string(n),
+             ed ? std::to_string(better) + "/" + std::to_string(n) : "n/a"});
+      const auto hist = analysis::histogram(d, 30);
+      std::string hdat = "# bin_center count bin_width\n";
+      for (size_t b = 0; b < hist.counts.size(); ++b)
+        hdat += num(0.5 * (hist.edges[b] + hist.edges[b + 1])) + " " + std::to_string(hist.counts[b]) + " " +
+                num(hist.edges[b + 1] - hist.edges[b]) + "\n";
+      fh.data.push_back({fh.name + "_" + meth + ".dat", hdat});
+      hist_script += "set title '" + meth + "'\nplot '" + fh.name + "_" + meth + ".dat' using 1:2:3 with boxes notitle\n";
+      if (ed) {
+        fs.data.push_back({fs.name + "_" + meth + ".dat", sdat});
+        scat_script += "set title '" + meth + ": Linear < Mean: " + std::to_string(better) + "/" + std::to_string(n) +
+                       "'\nplot '" + fs.name + "_" + meth + ".dat' using 3:4 with points pt 7 ps 0.6 notitle, x dt 2 lc rgb 'gray' notitle\n";
+      }
+    }
+    if (ed) {
+      std::vector<double> md_l1;
+      int neg = 0;
+      for (const auto& [h, by] : tab) {
+        md_l1.push_back(mean.at(h));
+        neg += mean.at(h) < 0;
+      }
+      t.row({"mean-ablation (same heads)", R::pct(analysis::mean(md_l1), 2), R::pct(analysis::median(md_l1), 2),
+             R::pct(analysis::max_of(md_l1), 2), "", std::to_string(neg) + "/" + std::to_string(n), ""});
+    }
+    md += t.str() + "\n";
+    fh.script = hist_script + "unset multiplot\n";
+    c.emit_figure(fh);
+    if (ed) {
+      fs.script = scat_script + "unset multiplot\n";
+      c.emit_figure(fs);
+    }
+  }
+  if (jd) {
+    md += "## 10J: method selection\n\nBest method (lowest mean ΔPPL): **" + jd->at("best_method").get<std::string>() +
+          "**. Best method per head: ";
+    bool first = true;
+    for (const auto& meth : linear_methods()) {
+      md += std::string(first ? "" : ", ") + meth + " " + std::to_string(jd->at("method_counts_mixed").at(meth).get<int>());
+      first = false;
+    }
+    md += "; mixed mean ΔPPL " + R::pct(jd->at("mixed_mean_dppl").get<double>(), 2) + "; heads whose best linear ΔPPL < " +
+          "mean-ablation ΔPPL: " + (jd->at("n_better_than_mean").is_null() ? std::string("n/a") :
+                                    std::to_string(jd->at("n_better_than_mean").get<int>())) + ".\n\n";
+    if (id) {
+      // Box plot of ΔPPL per method (+ mixed, mean-abl) and the best-method map.
+      report::Figure f;
+      f.name = "exp10j_method_comparison_" + m;
+      f.width = 1300;
+      f.height = 500;
+      const auto tab = linear_table(*id);
+      std::map<HeadId, std::string> pick;
+      for (const auto& r : jd->at("mixed_ranking"))
+        pick[{r.at("layer").get<int>(), r.at("head").get<int>()}] = r.at("method").get<std::string>();
+      std::string box = "# column per series: relu l1 identity mixed mean_abl (ΔPPL)\n";
+      for (const auto& [h, by] : tab) {
+        box += num(by.at("relu")) + " " + num(by.at("l1")) + " " + num(by.at("identity")) + " " +
+               num(by.at(pick.count(h) ? pick.at(h) : "relu")) + " " + (ed ? num(mean.at(h)) : "NaN") + "\n";
+      }
+      std::string map = "# rows = layers 1.., columns = heads; 0 relu, 1 l1, 2 identity\n";
+      for (int l = 1; l < c.n_layer; ++l) {
+        for (int hh = 0; hh < c.n_head; ++hh) {
+          const std::string& p = pick[{l, hh}];
+          map += std::string(hh ? " " : "") + (p == "relu" ? "0" : p == "l1" ? "1" : "2");
+        }
+        map += "\n";
+      }
+      f.data = {{f.name + "_box.dat", box}, {f.name + "_map.dat", map}};
+      f.script = "set multiplot layout 1,2 title 'Linearisation methods — " + m +
+                 "'\nset title 'ΔPPL by method'\nset style fill solid 0.4 border -1\nset style boxplot nooutliers\n"
+                 "set xtics ('relu' 1, 'l1' 2, 'identity' 3, 'mixed' 4, 'mean-abl' 5)\nset ylabel 'ΔPPL'\nset grid ytics\n"
+                 "plot for [i=1:5] '" + f.name + "_box.dat' using (i):i with boxplot notitle\n"
+                 "unset grid\nset title 'best method per head (0 relu, 1 l1, 2 identity)'\nset xlabel 'head'\n"
+                 "set ylabel 'layer'\nset xtics auto\nset ytics ('L1' 0)\nset palette defined (0 '#4477aa', 1 '#ee6677', 2 '#228833')\n"
+                 "set cbrange [0:2]\nset cbtics ('relu' 0, 'l1' 1, 'identity' 2)\n"
+                 "plot '" + f.name + "_map.dat' matrix using 1:($2+1):3 with image notitle\nunset multiplot\n";
+      c.emit_figure(f);
+    }
+  }
+  if (kd) {
+    const json& best = kd->at("cumulative_best");
+    const json& mixed = kd->at("cumulative_mixed");
+    md += "## 10K: cumulative linearisation\n\n";
+    R::Table t({"n", kd->at("best_method").get<std::string>() + " PPL", "ratio", "mixed PPL", "mixed ratio"}, "rrrrr");
+    for (size_t i = 0; i < best.size(); ++i) {
+      const auto& b = best[i];
+      const json* mx = i < mixed.size() ? &mixed[i] : nullptr;
+      t.row({std::to_string(b.at("n_linearized").get<int>()), R::fixed(b.at("ppl").get<double>(), 2),
+             R::fixed(b.at("ratio").get<double>(), 3), mx ? R::fixed(mx->at("ppl").get<double>(), 2) : "",
+             mx ? R::fixed(mx->at("ratio").get<double>(), 3) : ""});
+    }
+    md += t.str() + "\n";
+    json fthr = fd ? thresholds_of(fd->at("cumulative_mean"), "n_ablated") : json(nullptr);
+    R::Table th({"threshold", kd->at("best_method").get<std::string>(), "mixed", "mean-ablation (10F)"}, "lrrr");
+    for (const char* k : {"1.1", "1.5", "2.0"})
+      th.row({std::string(k) + "×", std::to_string(kd->at("thresholds_best").at(k).get<int>()),
+              std::to_string(kd->at("thresholds_mixed").at(k).get<int>()),
+              fd ? std::to_string(fthr.at(k).get<int>()) : "n/a"});
+    md += th.str() + "\n";
+    report::Figure f;
+    f.name = "exp10k_pareto_linear_" + m;
+    f.data = {{f.name + "_best.dat", curve_dat(best, "n_linearized")}, {f.name + "_mixed.dat", curve_dat(mixed, "n_linearized")}};
+    std::string plot = "plot '" + f.name + "_best.dat' using 1:2 with linespoints pt 7 title '" +
+                       kd->at("best_method").get<std::string>() + " (best method)', '" + f.name +
+                       "_mixed.dat' using 1:2 with linespoints pt 5 title 'mixed'";
+    if (fd) {
+      f.data.push_back({f.name + "_mean.dat", curve_dat(fd->at("cumulative_mean"), "n_ablated")});
+      plot += ", '" + f.name + "_mean.dat' using 1:2 with linespoints pt 6 title 'mean-ablation (10F)'";
+    }
+    f.script = "set title 'Cumulative linearisation — " + m +
+               "'\nset xlabel 'heads linearised (layers 1+)'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\n" + plot +
+               ", 1.1 dt 2 lc rgb 'gray' notitle, 1.5 dt 2 lc rgb 'gray' notitle, 2.0 dt 2 lc rgb 'gray' notitle\n";
+    c.emit_figure(f);
+  }
+  if (ld) {
+    md += "## 10L: cost model (FLOPs per head per forward, d = " +
+          std::to_string(ld->at("model_config").at("d_head").get<int>()) + ")\n\n";
+    R::Table t({"n", "softmax", "linear", "kernelised", "saving linear (all heads)", "saving kernel (all heads)"}, "rrrrrr");
+    report::Figure f;
+    f.name = "exp10l_cost_tradeoff_" + m;
+    std::string plot;
+    for (const auto& [n, s] : ld->at("seq_lengths").items()) {
+      const double soft = s.at("flops_per_head_softmax").get<double>(), lin = s.at("flops_per_head_linear").get<double>(),
+                   ker = s.at("flops_per_head_kernel").get<double>();
+      t.row({n, R::fixed(soft / 1e6, 2) + " M", R::fixed(lin / 1e6, 2) + " M", R::fixed(ker / 1e6, 2) + " M",
+             R::fixed(100 * (1 - lin / soft), 1) + " %", R::fixed(100 * (1 - ker / soft), 1) + " %"});
+      std::string dat = "# savings_kernel_pct ppl_ratio n_linearized savings_linear_pct\n";
+      for (const auto& r : s.at("tradeoffs"))
+        dat += num(r.at("savings_kernel_pct").get<double>()) + " " + num(r.at("ppl_ratio").get<double>()) + " " +
+               std::to_string(r.at("n_linearized").get<int>()) + " " + num(r.at("savings_linear_pct").get<double>()) + "\n";
+      f.data.push_back({f.name + "_n" + n + ".dat", dat});
+      plot += (plot.empty() ? "plot " : ", ") + report::gp_quote(f.name + "_n" + n + ".dat") +
+              " using 1:2 with linespoints pt 7 ps 0.6 title 'n = " + n + "'";
+    }
+    md += t.str() + "\n";
+    if (ld->at("seq_lengths").contains("1024")) {
+      md += "Trade-off at n = 1024 (kernelised attention on the first k heads of the best ranking):\n\n";
+      R::Table tt({"k", "PPL ratio", "saving kernel", "saving linear"}, "rrrr");
+      for (const auto& r : ld->at("seq_lengths").at("1024").at("tradeoffs"))
+        tt.row({std::to_string(r.at("n_linearized").get<int>()), R::fixed(r.at("ppl_ratio").get<double>(), 3),
+                R::fixed(r.at("savings_kernel_pct").get<double>(), 1) + " %",
+                R::fixed(r.at("savings_linear_pct").get<double>(), 2) + " %"});
+      md += tt.str() + "\n";
+    }
+    f.script = "set title 'PPL ratio vs attention FLOP savings (kernelised) — " + m +
+               "'\nset xlabel 'attention FLOPs saved (%)'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\nset key left top\n" +
+               plot + "\n";
+    c.emit_figure(f);
+  }
+  md += c.figure_notes();
+  json result = {{"model", c.param("model")}, {"report", "exp10c_results_" + m + ".md"}};
+  result["provenance"] = c.provenance();
+  md += provenance_md(result.at("provenance"));
+  c.emit_text("exp10c_results_" + m + ".md", md, "text/markdown");
+  result["report_notes"] = c.out.notes;
+  return result;
+}
+
+}  // namespace spt::exp10::detail

@@ -1,0 +1,110 @@
+#pragma once
+// Internal to the exp10 reduce steps (reduce*.cc): the per-job context,
+// readers of upstream results, and the cumulative-curve helpers they share.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "exp10/common.h"
+#include "exp10/orders.h"
+#include "exp10/reduce.h"
+#include "report/gnuplot.h"
+
+namespace spt::exp10::detail {
+
+using nlohmann::json;
+
+double r1(double x);
+double r2(double x);
+double r4(double x);
+double r6(double x);
+
+// One exp10.ppl result.
+struct PplPoint {
+  double ppl = 0;      // exp(nll / n), unrounded
+  double nll = 0;
+  int64_t n_tokens = 0;
+  int64_t n_chunks = 0;
+  int64_t total_tokens = 0;
+  bool skipped = false;
+  json variant;        // the executor's description of what it ran
+};
+PplPoint read_ppl(const json& result, const std::string& job_name);
+
+// "L3H7" → {3, 7}; throws on anything else.
+HeadId parse_head(const std::string& s);
+
+class Ctx {
+ public:
+  Ctx(const JobSpec& job, const ReduceContext& rc);
+
+  const JobSpec& job;
+  const ReduceContext& rc;
+  const std::string label;  // model label for file names
+  int n_layer = 0, n_head = 0;
+  ReduceOutput out;
+
+  // The input named `name`'s result; throws naming the job and the input.
+  const json& input(const std::string& name) const;
+  // nullptr when absent (optional upstream parts).
+  const json* maybe(const std::string& name) const;
+  // Inputs whose name starts with `prefix`, by the remainder of the name.
+  std::map<std::string, const json*> with_prefix(const std::string& prefix) const;
+  // Step inputs "<prefix><n>" → PPL point, skipped ones dropped; "all" is
+  // keyed by the n the executor reports in variant.n_additional.
+  std::map<int, PplPoint> steps(const std::string& prefix) const;
+
+  std::string param(const std::string& key, const std::string& def = "") const;
+  int64_t param_int(const std::string& key, int64_t def) const;
+
+  json provenance() const;  // merged from the inputs, plus the reduce's own
+  // Writes `doc` (plus provenance) as <name>.json; returns the document
+  // with provenance so it can be the job's result.
+  json emit_json(const std::string& name, json doc);
+  void emit_text(const std::string& name, const std::string& text, const std::string& media_type);
+  void emit_figure(const report::Figure& fig);
+  // Markdown lines naming the figures and any rendering notes.
+  std::string figure_notes() const;
+
+ private:
+  std::vector<std::string> figures_;
+};
+
+// Cumulative table rows {n_key: n, "ppl": 4dp, "ratio": 4dp}; step 0 is the
+// baseline (ppl = round(base_ppl_shown, 4), ratio 1.0).
+json cumulative_rows(const std::map<int, double>& ppl_by_n, double base_for_ratio, double base_shown,
+                     const char* n_key);
+// {"1.1": n*, "1.5": n*, "2.0": n*} by the §2.7 rule over rows' "ratio".
+json thresholds_of(const json& rows, const char* n_key);
+// Rows as "n ratio ppl" lines for gnuplot.
+std::string curve_dat(const json& rows, const char* n_key);
+// A number for gnuplot data files ("%.10g"; NaN as "NaN").
+std::string num(double v);
+// Markdown section listing the provenance of a document.
+std::string provenance_md(const json& prov);
+// Verifies that every step in `want` (except 0) is present; throws naming
+// the missing ones.
+void require_steps(const std::map<int, PplPoint>& got, const std::vector<int>& want, const std::string& what);
+
+json head_rows(const std::vector<HeadDelta>& rows, bool with_ppl, const char* ppl_key = "ppl_ablated");
+
+// Step functions, one per reduce kind.
+json reduce_a(Ctx& c);
+json reduce_c(Ctx& c);
+json reduce_exp10(Ctx& c);
+json reduce_e(Ctx& c);
+json reduce_f(Ctx& c);
+json reduce_g(Ctx& c);
+json reduce_h(Ctx& c);
+json reduce_exp10b(Ctx& c);
+json reduce_i(Ctx& c);
+json reduce_j(Ctx& c);
+json reduce_k(Ctx& c);
+json reduce_l(Ctx& c);
+json reduce_exp10c(Ctx& c);
+json reduce_v(Ctx& c);
+
+}  // namespace spt::exp10::detail

@@ -1,0 +1,207 @@
+// exp10d V1–V5 (spec §10.4): the key Phase 1–2 numbers re-measured on the
+// full validation split and compared with the 2K values.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "exp10/reduce_internal.h"
+#include "report/markdown.h"
+
+namespace spt::exp10::detail {
+
+json reduce_v(Ctx& c) {
+  namespace R = report;
+  const json& a = c.input("a/reduce");
+  const json& e = c.input("e/reduce");
+  const json& k = c.input("k/reduce");
+  const PplPoint base = read_ppl(c.input("v/baseline"), "v/baseline");
+  const double ppl_2k = a.at("baseline_ppl").get<double>();
+  const double full = base.ppl;
+  const std::string m = c.label;
+  auto dfull = [&](double ppl) { return (ppl - full) / full; };
+
+  // V2: the 2K top-10 re-measured.
+  const auto rank2k = ranking_desc(read_head_table(a));
+  json v2 = json::array();
+  std::vector<std::pair<double, size_t>> by_full;
+  const size_t n_top = std::min<size_t>(10, rank2k.size());
+  for (size_t r = 1; r <= n_top; ++r) {
+    const std::string name = "v/top/" + std::to_string(r);
+    const PplPoint p = read_ppl(c.input(name), name);
+    const auto& h = rank2k[r - 1];
+    const double d_full = r6(dfull(p.ppl)), d_2k = h.delta;
+    v2.push_back({{"layer", h.layer},
+                  {"head", h.head},
+                  {"rank_2k", r},
+                  {"ppl_full", r4(p.ppl)},
+                  {"delta_ppl_full", d_full},
+                  {"ppl_2k", h.ppl},
+                  {"delta_ppl_2k", d_2k},
+                  {"diff_pct", r1((d_full - d_2k) / std::max(std::fabs(d_2k), 1e-8) * 100.0)}});
+    by_full.push_back({d_full, r - 1});
+  }
+  std::stable_sort(by_full.begin(), by_full.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  for (size_t i = 0; i < by_full.size(); ++i) v2[by_full[i].second]["rank_full"] = i + 1;
+
+  // V3: the top head zero- vs mean-ablated.
+  const auto& top = rank2k.front();
+  const PplPoint z = read_ppl(c.input("v/top/1"), "v/top/1");
+  const PplPoint mn = read_ppl(c.input("v/top1_mean"), "v/top1_mean");
+  double mean_2k = NAN;
+  for (const auto& r : read_head_table(e))
+    if (r.id() == top.id()) mean_2k = r.delta;
+  const double zf = r6(dfull(z.ppl)), mf = r6(dfull(mn.ppl));
+  json v3 = {{"head", head_name(top.id())},
+             {"zero_ppl_full", r4(z.ppl)},
+             {"zero_dppl_full", zf},
+             {"mean_ppl_full", r4(mn.ppl)},
+             {"mean_dppl_full", mf},
+             {"reduction_full", r1(zf / std::max(std::fabs(mf), 1e-8))},
+             {"zero_dppl_2k", top.delta},
+             {"mean_dppl_2k", mean_2k},
+             {"reduction_2k", r1(top.delta / std::max(std::fabs(mean_2k), 1e-8))}};
+
+  // V4: ReLU cumulative on the 2K best ranking.
+  const auto steps = c.steps("v/step/");
+  const int n_l1 = (c.n_layer - 1) * c.n_head;
+  require_steps(steps, step_list(Steps::v4, n_l1), "exp10v V4");
+  std::map<int, double> ppl;
+  for (const auto& [n, p] : steps) ppl[n] = p.ppl;
+  json v4 = cumulative_rows(ppl, full, full, "n_linearized");
+  const json& k2k = k.at("cumulative_best");
+  auto ratio_2k = [&](int n) {
+    for (const auto& r : k2k)
+      if (r.at("n_linearized").get<int>() == n) return r.at("ratio").get<double>();
+    return std::nan("");
+  };
+  for (auto& r : v4) {
+    const double r2k = ratio_2k(r.at("n_linearized").get<int>());
+    r["ratio_2k"] = std::isnan(r2k) ? json(nullptr) : json(r2k);
+  }
+  const json thr_full = thresholds_of(v4, "n_linearized");
+  const json thr_2k = k.at("thresholds_best");
+
+  // V5: comparison rows.
+  json rows = json::array();
+  auto add = [&](const std::string& what, double v2k, double vfull, double diff) {
+    rows.push_back({{"measurement", what}, {"value_2k", v2k}, {"value_full", vfull}, {"diff_pct", r1(diff)}});
+  };
+  add("baseline_ppl", ppl_2k, r4(full), (full - ppl_2k) / ppl_2k * 100.0);
+  for (const auto& r : v2)
+    add(head_name(r.at("layer").get<int>(), r.at("head").get<int>()) + "_zero_dppl", r.at("delta_ppl_2k").get<double>(),
+        r.at("delta_ppl_full").get<double>(), r.at("diff_pct").get<double>());
+  auto rel = [](double v2k, double vf) { return (vf - v2k) / std::max(std::fabs(v2k), 1e-8) * 100.0; };
+  add(head_name(top.id()) + "_zero_dppl", top.delta, zf, rel(top.delta, zf));
+  add(head_name(top.id()) + "_mean_dppl", mean_2k, mf, rel(mean_2k, mf));
+  add(head_name(top.id()) + "_reduction", v3.at("reduction_2k").get<double>(), v3.at("reduction_full").get<double>(),
+      rel(v3.at("reduction_2k").get<double>(), v3.at("reduction_full").get<double>()));
+  for (const auto& r : v4) {
+    const int n = r.at("n_linearized").get<int>();
+    if (n == 0 || r.at("ratio_2k").is_null()) continue;
+    const double r2k = r.at("ratio_2k").get<double>(), rf = r.at("ratio").get<double>();
+    const double diff = std::fabs(r2k - 1) <= 1e-4 ? 0.0 : (rf - r2k) / std::max(std::fabs(r2k - 1), 1e-8) * 100.0;
+    add("relu_" + std::to_string(n) + "_ratio", r2k, rf, diff);
+  }
+  double sum = 0;
+  int cnt = 0;
+  for (const auto& r : rows) {
+    if (r.at("value_2k").is_null() || r.at("diff_pct").is_null()) continue;
+    const double v = r.at("value_2k").get<double>(), d = r.at("diff_pct").get<double>();
+    if (std::isnan(v) || std::isnan(d) || std::fabs(v) <= 1e-4) continue;
+    sum += d;
+    ++cnt;
+  }
+  const double mean_diff = cnt ? r1(sum / cnt) : 0.0;
+  const std::string bias = mean_diff > 5 ? "過大推定" : (mean_diff < -5 ? "過小推定" : "概ね一致");
+  bool maintained = true;
+  for (const char* t : {"1.1", "1.5", "2.0"})
+    maintained = maintained && std::abs(thr_full.at(t).get<int>() - thr_2k.at(t).get<int>()) <= 10;
+
+  json doc = {{"model", c.param("model")},
+              {"ppl_2k", ppl_2k},
+              {"ppl_full", r4(full)},
+              {"total_tokens", base.total_tokens},
+              {"n_chunks", base.n_chunks},
+              {"v2_top10", v2},
+              {"v3_l0h8", v3},
+              {"v4_cumulative", v4},
+              {"v5_comparison", {{"comparisons", rows},
+                                 {"mean_diff_pct", mean_diff},
+                                 {"bias_direction", bias},
+                                 {"conclusions_maintained", maintained},
+                                 {"thresholds_full", thr_full},
+                                 {"thresholds_2k", thr_2k}}}};
+
+  // Figures.
+  {
+    std::string dat = "# rank head delta_2k delta_full\n";
+    for (const auto& r : v2)
+      dat += std::to_string(r.at("rank_2k").get<int>()) + " " + head_name(r.at("layer").get<int>(), r.at("head").get<int>()) +
+             " " + num(r.at("delta_ppl_2k").get<double>()) + " " + num(r.at("delta_ppl_full").get<double>()) + "\n";
+    report::Figure f;
+    f.name = "exp10v_validation_comparison_" + m;
+    f.data = {{f.name + ".dat", dat}};
+    f.script = "set title 'Top heads: ΔPPL on 2K tokens vs the full validation split — " + m +
+               "'\nset style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.6 border -1\n"
+               "set ylabel 'ΔPPL (zero-ablation)'\nset xtics rotate by -45\nset grid ytics\n"
+               "plot '" + f.name + ".dat' using 3:xtic(2) title '2K', '' using 4 title 'full'\n";
+    c.emit_figure(f);
+  }
+  {
+    report::Figure f;
+    f.name = "exp10v_pareto_validated_" + m;
+    f.data = {{f.name + "_full.dat", curve_dat(v4, "n_linearized")}, {f.name + "_2k.dat", curve_dat(k2k, "n_linearized")}};
+    f.script = "set title 'Cumulative ReLU linearisation: 2K vs full split — " + m +
+               "'\nset xlabel 'heads linearised'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\n"
+               "plot '" + f.name + "_2k.dat' using 1:2 with linespoints pt 6 title '2K (exp10k)', '" + f.name +
+               "_full.dat' using 1:2 with linespoints pt 7 title 'full split', 1.1 dt 2 lc rgb 'gray' notitle, "
+               "1.5 dt 2 lc rgb 'gray' notitle, 2.0 dt 2 lc rgb 'gray' notitle\n";
+    c.emit_figure(f);
+  }
+
+  std::string md = "# exp10d: validation on the full split (V1–V5) — " + m + "\n\n";
+  md += "## V1: baseline\n\n" + std::to_string(base.n_chunks) + " chunks, " + R::count(base.total_tokens) +
+        " tokens: PPL **" + R::fixed(full, 2) + "** (2K: " + R::fixed(ppl_2k, 2) + ", " +
+        R::pct((full - ppl_2k) / ppl_2k, 1) + ")\n\n";
+  md += "## V2: top heads of the 2K ranking\n\n";
+  {
+    R::Table t({"rank 2K → full", "head", "ΔPPL 2K", "ΔPPL full", "diff"}, "llrrr");
+    for (const auto& r : v2)
+      t.row({std::to_string(r.at("rank_2k").get<int>()) + " → " + std::to_string(r.at("rank_full").get<int>()),
+             head_name(r.at("layer").get<int>(), r.at("head").get<int>()), R::fixed(r.at("delta_ppl_2k").get<double>(), 3),
+             R::fixed(r.at("delta_ppl_full").get<double>(), 3), R::fixed(r.at("diff_pct").get<double>(), 1) + " %"});
+    md += t.str() + "\n";
+  }
+  md += "## V3: " + head_name(top.id()) + " zero vs mean ablation\n\n";
+  {
+    R::Table t({"", "2K", "full"}, "lrr");
+    t.row({"zero ΔPPL", R::fixed(top.delta, 4), R::fixed(zf, 4)});
+    t.row({"mean ΔPPL", R::fixed(mean_2k, 4), R::fixed(mf, 4)});
+    t.row({"reduction", R::fixed(v3.at("reduction_2k").get<double>(), 1) + "×", R::fixed(v3.at("reduction_full").get<double>(), 1) + "×"});
+    md += t.str() + "\n";
+  }
+  md += "## V4: cumulative ReLU linearisation (best ranking from 2K)\n\n";
+  {
+    R::Table t({"n", "PPL full", "ratio full", "ratio 2K"}, "rrrr");
+    for (const auto& r : v4)
+      t.row({std::to_string(r.at("n_linearized").get<int>()), R::fixed(r.at("ppl").get<double>(), 2),
+             R::fixed(r.at("ratio").get<double>(), 3),
+             r.at("ratio_2k").is_null() ? "" : R::fixed(r.at("ratio_2k").get<double>(), 3)});
+    md += t.str() + "\n";
+    R::Table th({"threshold", "2K", "full"}, "lrr");
+    for (const char* t2 : {"1.1", "1.5", "2.0"})
+      th.row({std::string(t2) + "×", std::to_string(thr_2k.at(t2).get<int>()), std::to_string(thr_full.at(t2).get<int>())});
+    md += th.str() + "\n";
+  }
+  const std::string bias_en = bias == "過大推定" ? "over-estimate" : (bias == "過小推定" ? "under-estimate" : "roughly equal");
+  md += "## V5: summary\n\nMean difference over comparable rows: " + R::fixed(mean_diff, 1) + " % — bias: " + bias + " (" +
+        bias_en + "). Conclusions maintained (every threshold within 10 heads): **" + (maintained ? "YES" : "NO") + "**\n\n";
+  md += c.figure_notes();
+  json result = c.emit_json("exp10v_validation_" + m, doc);
+  md += provenance_md(result.at("provenance"));
+  c.emit_text("exp10d_results_" + m + ".md", md, "text/markdown");
+  result["report_notes"] = c.out.notes;
+  return result;
+}
+
+}  // namespace spt::exp10::detail

@@ -1,0 +1,305 @@
+#include "checkpoint.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "spt/hash.h"
+#include "spt/util.h"
+
+namespace fs = std::filesystem;
+
+namespace spt::gpt2 {
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  std::string text;
+  try {
+    text = spt::read_file(path);
+  } catch (const std::exception&) {
+    throw std::runtime_error("cannot read " + path);
+  }
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("corrupt JSON in " + path + ": " + e.what());
+  }
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Model names the HF hub knows under more than one repository id.
+std::vector<std::string> hub_ids(const std::string& name) {
+  if (name == "gpt2" || name == "gpt2-medium" || name == "gpt2-large" || name == "gpt2-xl")
+    return {name, "openai-community/" + name};
+  if (name == "distilgpt2") return {name, "distilbert/distilgpt2"};
+  return {name};
+}
+
+bool has_weights(const fs::path& dir) {
+  return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
+}
+
+}  // namespace
+
+Config read_config(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(path)) throw std::runtime_error("model folder " + dir + " has no config.json");
+  const nlohmann::json j = read_json(path);
+  auto need_int = [&](const char* key, const char* alt = nullptr) -> int {
+    const nlohmann::json* v = nullptr;
+    if (j.contains(key) && !j[key].is_null()) v = &j[key];
+    else if (alt && j.contains(alt) && !j[alt].is_null()) v = &j[alt];
+    if (!v || !v->is_number_integer() || v->get<int64_t>() <= 0)
+      throw std::runtime_error(path + ": field '" + key + "' must be a positive integer");
+    return v->get<int>();
+  };
+  if (j.contains("model_type") && j["model_type"] != "gpt2")
+    throw std::runtime_error(path + ": model_type is " + j["model_type"].dump() + ", only gpt2 is supported");
+  const std::string act = j.value("activation_function", std::string("gelu_new"));
+  if (act != "gelu_new")
+    throw std::runtime_error(path + ": activation_function is '" + act +
+                             "'; this engine implements GPT-2's gelu_new only");
+  if (!j.value("scale_attn_weights", true))
+    throw std::runtime_error(path + ": scale_attn_weights=false is not supported");
+  if (j.value("scale_attn_by_inverse_layer_idx", false))
+    throw std::runtime_error(path + ": scale_attn_by_inverse_layer_idx=true is not supported");
+  if (j.value("add_cross_attention", false))
+    throw std::runtime_error(path + ": cross-attention GPT-2 models are not supported");
+  Config c;
+  c.n_layer = need_int("n_layer");
+  c.n_head = need_int("n_head");
+  c.d_model = need_int("n_embd");
+  c.n_ctx = need_int("n_positions", "n_ctx");
+  c.vocab = need_int("vocab_size");
+  c.d_mlp = (j.contains("n_inner") && !j["n_inner"].is_null()) ? need_int("n_inner") : 4 * c.d_model;
+  if (c.d_model % c.n_head != 0)
+    throw std::runtime_error(path + ": n_embd " + std::to_string(c.d_model) + " is not divisible by n_head " +
+                             std::to_string(c.n_head));
+  c.d_head = c.d_model / c.n_head;
+  c.eps = j.value("layer_norm_epsilon", 1e-5);
+  if (!(c.eps > 0)) throw std::runtime_error(path + ": layer_norm_epsilon must be positive");
+  return c;
+}
+
+std::vector<std::string> weight_files(const std::string& dir) {
+  const fs::path d(dir);
+  if (fs::exists(d / "model.safetensors")) return {(d / "model.safetensors").string()};
+  const fs::path idx = d / "model.safetensors.index.json";
+  if (fs::exists(idx)) {
+    const nlohmann::json j = read_json(idx.string());
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw std::runtime_error(idx.string() + " has no weight_map object");
+    std::set<std::string> names;
+    for (const auto& [k, v] : j["weight_map"].items()) {
+      if (!v.is_string()) throw std::runtime_error(idx.string() + ": weight_map value for " + k + " is not a file name");
+      const std::string f = v.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw std::runtime_error(idx.string() + ": shard name '" + f + "' must be a plain file name");
+      names.insert(f);
+    }
+    if (names.empty()) throw std::runtime_error(idx.string() + " lists no shards");
+    std::vector<std::string> out;
+    for (const auto& n : names) {
+      const fs::path p = d / n;
+      if (!fs::exists(p)) throw std::runtime_error("shard " + p.string() + " listed in " + idx.string() + " is missing");
+      out.push_back(p.string());
+    }
+    return out;
+  }
+  if (fs::exists(d / "pytorch_model.bin"))
+    throw std::runtime_error(dir + " has only pytorch_model.bin; this engine reads safetensors (convert it, "
+                                   "or download the model's model.safetensors)");
+  throw std::runtime_error(dir + " has neither model.safetensors nor model.safetensors.index.json");
+}
+
+std::vector<std::string> hub_cache_roots() {
+  std::vector<std::string> roots;
+  auto add = [&](const std::string& r) {
+    if (!r.empty() && std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+  };
+  if (const char* v = std::getenv("HF_HUB_CACHE")) add(v);
+  if (const char* v = std::getenv("HUGGINGFACE_HUB_CACHE")) add(v);
+  if (const char* v = std::getenv("HF_HOME")) add((fs::path(v) / "hub").string());
+  if (const char* v = std::getenv("XDG_CACHE_HOME")) add((fs::path(v) / "huggingface" / "hub").string());
+  if (const char* v = std::getenv("HOME")) add((fs::path(v) / ".cache" / "huggingface" / "hub").string());
+  return roots;
+}
+
+std::string resolve_model_dir(const std::string& name_or_path) {
+  if (name_or_path.empty()) throw std::runtime_error("empty model name");
+  const fs::path p(name_or_path);
+  if (fs::is_directory(p)) {
+    if (!fs::exists(p / "config.json")) throw std::runtime_error("model folder " + name_or_path + " has no config.json");
+    return p.string();
+  }
+  const bool looks_like_path = name_or_path[0] == '/' || name_or_path[0] == '.' || name_or_path[0] == '~';
+  if (looks_like_path) throw std::runtime_error("model folder " + name_or_path + " does not exist");
+
+  std::vector<std::string> looked;
+  for (const auto& root : hub_cache_roots()) {
+    for (const auto& id : hub_ids(name_or_path)) {
+      std::string folder = "models--";
+      for (char ch : id) folder += (ch == '/') ? std::string("--") : std::string(1, ch);
+      const fs::path repo = fs::path(root) / folder;
+      looked.push_back(repo.string());
+      if (!fs::is_directory(repo / "snapshots")) continue;
+      // refs/main names the snapshot the hub client would use.
+      const fs::path ref = repo / "refs" / "main";
+      if (fs::exists(ref)) {
+        std::string rev = spt::read_file(ref.string());
+        while (!rev.empty() && (rev.back() == '\n' || rev.back() == ' ' || rev.back() == '\r')) rev.pop_back();
+        const fs::path snap = repo / "snapshots" / rev;
+        if (!rev.empty() && fs::exists(snap / "config.json") && has_weights(snap)) return snap.string();
+      }
+      std::vector<fs::path> snaps;
+      for (const auto& e : fs::directory_iterator(repo / "snapshots"))
+        if (e.is_directory() && fs::exists(e.path() / "config.json") && has_weights(e.path())) snaps.push_back(e.path());
+      std::sort(snaps.begin(), snaps.end());
+      if (!snaps.empty()) return snaps.front().string();
+    }
+  }
+  throw std::runtime_error("model '" + name_or_path + "' is not a folder and was not found in the Hugging Face cache "
+                           "(looked in: " + (looked.empty() ? std::string("no cache folder configured") : join(looked, ", ")) +
+                           "). This engine does not download models: download it with huggingface-cli on a machine "
+                           "with internet (huggingface-cli download " + name_or_path +
+                           " config.json model.safetensors), or pass a folder with config.json and model.safetensors.");
+}
+
+Checkpoint Checkpoint::open(const std::string& dir, const std::string& name) {
+  Checkpoint ck;
+  ck.info_.name = name;
+  ck.info_.dir = dir;
+  ck.info_.config = read_config(dir);
+  const Config& c = ck.info_.config;
+  const auto files = weight_files(dir);
+
+  Sha256 hash;
+  std::set<std::string> dtypes;
+  std::vector<std::string> unknown;
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    // Hash the files as they are (one pass each, streamed).
+    {
+      std::ifstream in(files[fi], std::ios::binary);
+      if (!in) throw std::runtime_error("cannot read " + files[fi]);
+      std::vector<char> buf(1 << 20);
+      while (in) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        hash.update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
+      }
+    }
+    ck.files_.push_back(st::File::open(files[fi]));
+    for (const auto& t : ck.files_.back()->tensors()) {
+      std::string key = t.name;
+      if (key.rfind("transformer.", 0) == 0) key = key.substr(12);
+      // Causal-mask buffers of old checkpoints; the engine builds its own mask.
+      auto ends_with = [&](const std::string& s) {
+        return key.size() >= s.size() && key.compare(key.size() - s.size(), s.size(), s) == 0;
+      };
+      if (ends_with(".attn.bias") || ends_with(".attn.masked_bias")) continue;
+      if (ck.where_.count(key)) throw std::runtime_error(dir + ": tensor " + key + " appears twice");
+      ck.where_[key] = {fi, &t};
+      dtypes.insert(t.dtype);
+    }
+  }
+  ck.info_.sha256 = hash.hex();
+
+  // Expected tensors and their shapes.
+  std::map<std::string, std::vector<int64_t>> want;
+  const int64_t d = c.d_model, m = c.d_mlp;
+  want["wte.weight"] = {c.vocab, d};
+  want["wpe.weight"] = {c.n_ctx, d};
+  want["ln_f.weight"] = {d};
+  want["ln_f.bias"] = {d};
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    want[h + "ln_1.weight"] = {d};
+    want[h + "ln_1.bias"] = {d};
+    want[h + "attn.c_attn.weight"] = {d, 3 * d};
+    want[h + "attn.c_attn.bias"] = {3 * d};
+    want[h + "attn.c_proj.weight"] = {d, d};
+    want[h + "attn.c_proj.bias"] = {d};
+    want[h + "ln_2.weight"] = {d};
+    want[h + "ln_2.bias"] = {d};
+    want[h + "mlp.c_fc.weight"] = {d, m};
+    want[h + "mlp.c_fc.bias"] = {m};
+    want[h + "mlp.c_proj.weight"] = {m, d};
+    want[h + "mlp.c_proj.bias"] = {d};
+  }
+  std::vector<std::string> missing;
+  for (const auto& [k, s] : want) {
+    auto it = ck.where_.find(k);
+    if (it == ck.where_.end()) {
+      missing.push_back(k);
+      continue;
+    }
+    if (it->second.second->shape != s)
+      throw std::runtime_error(dir + ": tensor " + k + " has shape " + shape_str(it->second.second->shape) +
+                               " but config.json implies " + shape_str(s));
+  }
+  if (!missing.empty()) {
+    if (missing.size() > 6) missing.resize(6), missing.push_back("...");
+    throw std::runtime_error(dir + ": checkpoint lacks tensors " + join(missing, ", ") +
+                             " (a GPT-2 with " + std::to_string(c.n_layer) + " layers per config.json)");
+  }
+  for (const auto& [k, w] : ck.where_) {
+    if (want.count(k)) continue;
+    if (k == "lm_head.weight") {
+      if (w.second->shape != std::vector<int64_t>{c.vocab, d})
+        throw std::runtime_error(dir + ": lm_head.weight has shape " + shape_str(w.second->shape));
+      continue;
+    }
+    unknown.push_back(k);
+  }
+  if (!unknown.empty()) {
+    if (unknown.size() > 6) unknown.resize(6), unknown.push_back("...");
+    throw std::runtime_error(dir + ": unexpected tensors for GPT-2: " + join(unknown, ", "));
+  }
+  for (const auto& dt : dtypes)
+    if (dt != "F32" && dt != "F16" && dt != "BF16" && dt != "F64")
+      throw std::runtime_error(dir + ": weights have dtype " + dt + "; expected F32, F16 or BF16");
+  ck.info_.dtype_on_disk = dtypes.size() == 1 ? *dtypes.begin() : join({dtypes.begin(), dtypes.end()}, "+");
+  return ck;
+}
+
+const st::TensorInfo& Checkpoint::find(const std::string& key) const {
+  auto it = where_.find(key);
+  if (it == where_.end()) throw std::out_of_range("checkpoint " + info_.dir + " has no tensor " + key);
+  return *it->second.second;
+}
+
+std::vector<int64_t> Checkpoint::shape(const std::string& key) const { return find(key).shape; }
+
+std::vector<float> Checkpoint::f32(const std::string& key) const {
+  const auto& t = find(key);
+  return files_[where_.at(key).first]->to_f32(t);
+}
+
+void Checkpoint::f32_into(const std::string& key, float* out) const {
+  const auto& t = find(key);
+  files_[where_.at(key).first]->to_f32(t, out);
+}
+
+std::vector<std::string> Checkpoint::keys() const {
+  std::vector<std::string> k;
+  for (const auto& [n, w] : where_) k.push_back(n);
+  return k;
+}
+
+}  // namespace spt::gpt2

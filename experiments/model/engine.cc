@@ -1,0 +1,356 @@
+// The Model implementation: loading, batching, fusion (spec §2.2, §10).
+//
+// Batching: chunks of equal length are stacked into batches whose
+// activations fit the memory budget. Fusion (nll_many): variants are grouped
+// by the lowest layer they touch; per chunk batch the clean prefix runs once,
+// its residual stream is saved at each group's first layer, and each group's
+// suffix runs for many variants at once (batch rows = variants × chunks).
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+
+#include "checkpoint.h"
+#include "forward.h"
+#include "weights.h"
+
+namespace spt::gpt2 {
+namespace {
+
+at::Device parse_device(const std::string& s) {
+  if (s == "cpu") return at::Device(at::kCPU);
+  if (s == "mps") {
+    if (!at::hasMPS()) throw std::invalid_argument("device mps asked for, but this LibTorch has no usable MPS device");
+    return at::Device(at::kMPS);
+  }
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    int idx = 0;
+    if (s != "cuda") {
+      const std::string n = s.substr(5);
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos)
+        throw std::invalid_argument("bad device '" + s + "' (expected cuda:N)");
+      idx = std::stoi(n);
+    }
+    if (!torch::cuda::is_available())
+      throw std::invalid_argument("device " + s + " asked for, but this LibTorch has no CUDA or no GPU is visible");
+    if (static_cast<size_t>(idx) >= torch::cuda::device_count())
+      throw std::invalid_argument("device " + s + " asked for, but only " + std::to_string(torch::cuda::device_count()) +
+                                  " CUDA device(s) are visible");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(idx));
+  }
+  throw std::invalid_argument("unknown device '" + s + "' (expected cpu, cuda, cuda:N or mps)");
+}
+
+void set_precision_flags(Precision p) {
+  // Global LibTorch state: the last model loaded decides. fp32 means true
+  // fp32 matmuls (no TF32), as the original work insisted (spec §1.6).
+  const bool tf32 = p == Precision::tf32;
+  at::globalContext().setAllowTF32CuBLAS(tf32);
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  at::globalContext().setFloat32MatmulPrecision(tf32 ? "high" : "highest");
+}
+
+int64_t default_budget_bytes(const at::Device& dev) {
+  if (const char* e = std::getenv("SPT_MEMORY_BUDGET_MB")) {
+    const long long mb = std::atoll(e);
+    if (mb > 0) return mb << 20;
+  }
+  return dev.is_cuda() ? (12ll << 30) : (2ll << 30);
+}
+
+class Gpt2Model final : public Model {
+ public:
+  Gpt2Model(ModelInfo info, LoadOptions opt, Weights w, at::Device dev)
+      : info_(std::move(info)),
+        opt_(std::move(opt)),
+        dev_(dev),
+        w_(std::move(w)),
+        fwd_(w_, info_.config, opt_.fast_attention || opt_.precision == Precision::bf16) {
+    budget_ = opt_.memory_budget_mb > 0 ? (opt_.memory_budget_mb << 20) : default_budget_bytes(dev_);
+  }
+
+  const ModelInfo& info() const override { return info_; }
+  const LoadOptions& options() const override { return opt_; }
+  const Weights& weights() const { return w_; }
+  at::Device device() const { return dev_; }
+
+  NllSum nll(const Chunks& chunks, const Variant& v) override { return nll_many(chunks, {v})[0]; }
+
+  std::vector<NllSum> nll_many(const Chunks& chunks, const std::vector<Variant>& vs) override {
+    const Config& c = info_.config;
+    for (const auto& v : vs) validate(v, c);
+    check_chunks(chunks);
+    std::vector<NllSum> out(vs.size());
+    if (vs.empty()) return out;
+    at::NoGradGuard no_grad;
+
+    // Variants by the first layer they touch; n_layer = untouched (clean).
+    std::map<int, std::vector<size_t>> groups;
+    for (size_t i = 0; i < vs.size(); ++i) groups[std::min(vs[i].min_layer(), c.n_layer)].push_back(i);
+    const int deepest_prefix = groups.rbegin()->first;  // clean blocks needed: [0, deepest_prefix)
+
+    for (const auto& batch : batches(chunks)) {
+      const at::Tensor tokens = to_tokens(chunks, batch);
+      const int64_t cb = tokens.size(0), T = tokens.size(1);
+      const HookSet clean;
+      std::map<int, at::Tensor> saved;  // layer → clean resid_pre
+      at::Tensor resid = fwd_.embed(tokens, clean);
+      for (int l = 0; l < deepest_prefix; ++l) {
+        if (groups.count(l)) saved[l] = resid;
+        resid = fwd_.block(l, resid, clean);
+      }
+      saved[deepest_prefix] = resid;
+      resid = at::Tensor();
+
+      for (const auto& [m, idx] : groups) {
+        if (m == c.n_layer) {
+          const at::Tensor rows = fwd_.row_nll(fwd_.final_norm(saved[m], clean), tokens, slice_rows());
+          for (size_t i : idx) add(out[i], rows, 0, cb, T);
+          continue;
+        }
+        // Suffix from layer m for as many variants at a time as the budget allows.
+        const int64_t per = std::max<int64_t>(1, max_rows(T) / cb);
+        for (size_t s = 0; s < idx.size(); s += static_cast<size_t>(per)) {
+          const size_t nv = std::min(idx.size() - s, static_cast<size_t>(per));
+          HookSet hs;
+          for (size_t j = 0; j < nv; ++j)
+            hs.rows.push_back({static_cast<int64_t>(j) * cb, static_cast<int64_t>(j + 1) * cb, &vs[idx[s + j]]});
+          at::Tensor x = nv == 1 ? saved[m] : saved[m].repeat({static_cast<int64_t>(nv), 1, 1});
+          for (int l = m; l < c.n_layer; ++l) x = fwd_.block(l, x, hs);
+          const at::Tensor toks = nv == 1 ? tokens : tokens.repeat({static_cast<int64_t>(nv), 1});
+          const at::Tensor rows = fwd_.row_nll(fwd_.final_norm(x, hs), toks, slice_rows());
+          for (size_t j = 0; j < nv; ++j) add(out[idx[s + j]], rows, static_cast<int64_t>(j) * cb, cb, T);
+        }
+      }
+    }
+    return out;
+  }
+
+  HeadSums head_z_sums(const Chunks& chunks) override {
+    const Config& c = info_.config;
+    check_chunks(chunks);
+    at::NoGradGuard no_grad;
+    at::Tensor sums = at::zeros({c.n_layer, c.n_head, c.d_head}, at::kDouble);
+    int64_t count = 0;
+    std::vector<Hook> hooks;
+    for (int l = 0; l < c.n_layer; ++l)
+      hooks.push_back({hook_name(l, "attn.hook_z"), [&sums, l](const at::Tensor& z, const std::string&) {
+                         // Sum in double (MPS has no float64: sum on the CPU there).
+                         const at::Tensor zz = z.is_mps() ? z.to(at::kCPU) : z;
+                         sums[l].add_(zz.to(at::kDouble).sum(at::IntArrayRef{0, 1}).to(at::kCPU));
+                         return at::Tensor();
+                       }});
+    HookSet hs;
+    hs.hooks = &hooks;
+    for (const auto& batch : batches(chunks)) {
+      const at::Tensor tokens = to_tokens(chunks, batch);
+      at::Tensor resid = fwd_.embed(tokens, hs);
+      for (int l = 0; l < c.n_layer; ++l) resid = fwd_.block(l, resid, hs);
+      count += tokens.numel();
+    }
+    HeadSums r;
+    r.count = count;
+    r.sum.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+    return r;
+  }
+
+  RunResult run(const at::Tensor& tokens_in, const RunOptions& o) {
+    const Config& c = info_.config;
+    validate(o.variant, c);
+    at::Tensor tokens = tokens_in.dim() == 1 ? tokens_in.unsqueeze(0) : tokens_in;
+    if (tokens.dim() != 2) throw std::invalid_argument("tokens must be [T] or [B, T]");
+    tokens = tokens.to(dev_, at::kLong);
+    check_tokens(tokens);
+    const std::set<std::string> names = all_hook_names(c.n_layer);
+    for (const auto& n : o.cache)
+      if (!names.count(n)) throw std::invalid_argument("unknown hook name '" + n + "'");
+    for (const auto& h : o.hooks)
+      if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
+    at::NoGradGuard no_grad;
+    RunResult r;
+    HookSet hs;
+    hs.hooks = &o.hooks;
+    hs.cache = &o.cache;
+    hs.cache_out = &r.cache;
+    if (!o.variant.ops.empty()) hs.rows.push_back({0, tokens.size(0), &o.variant});
+    const int stop = (o.stop_at_layer < 0 || o.stop_at_layer > c.n_layer) ? c.n_layer : o.stop_at_layer;
+    at::Tensor resid = fwd_.embed(tokens, hs);
+    for (int l = 0; l < stop; ++l) resid = fwd_.block(l, resid, hs);
+    r.resid = resid;
+    if (stop == c.n_layer && (o.logits || o.cache.count("ln_final.hook_normalized"))) {
+      const at::Tensor x = fwd_.final_norm(resid, hs);
+      if (o.logits) r.logits = fwd_.unembed(x);
+    }
+    return r;
+  }
+
+  NllSum nll_hooks(const Chunks& chunks, const std::vector<Hook>& hooks, const Variant& v) {
+    const Config& c = info_.config;
+    validate(v, c);
+    check_chunks(chunks);
+    const std::set<std::string> names = all_hook_names(c.n_layer);
+    for (const auto& h : hooks)
+      if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
+    at::NoGradGuard no_grad;
+    NllSum out;
+    for (const auto& batch : batches(chunks)) {
+      const at::Tensor tokens = to_tokens(chunks, batch);
+      HookSet hs;
+      hs.hooks = &hooks;
+      if (!v.ops.empty()) hs.rows.push_back({0, tokens.size(0), &v});
+      at::Tensor resid = fwd_.embed(tokens, hs);
+      for (int l = 0; l < c.n_layer; ++l) resid = fwd_.block(l, resid, hs);
+      add(out, fwd_.row_nll(fwd_.final_norm(resid, hs), tokens, slice_rows()), 0, tokens.size(0), tokens.size(1));
+    }
+    return out;
+  }
+
+ private:
+  // Activation bytes one batch row of length T needs at the peak of a block
+  // (scores + pattern, MLP hidden twice, a dozen d_model-wide temporaries).
+  int64_t row_bytes(int64_t T) const {
+    const Config& c = info_.config;
+    return 4 * (2 * c.n_head * T * T + 2 * T * c.d_mlp + 16 * T * c.d_model + 3 * T * c.d_model);
+  }
+  int64_t max_rows(int64_t T) const { return std::max<int64_t>(1, budget_ / row_bytes(T)); }
+  int64_t slice_rows() const {
+    return std::clamp<int64_t>(budget_ / (4 * 3 * static_cast<int64_t>(info_.config.vocab)), 64, 16384);
+  }
+
+  void check_chunks(const Chunks& chunks) const {
+    const Config& c = info_.config;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (static_cast<int>(chunks[i].size()) > c.n_ctx)
+        throw std::invalid_argument("chunk " + std::to_string(i) + " has " + std::to_string(chunks[i].size()) +
+                                    " tokens, more than n_ctx = " + std::to_string(c.n_ctx));
+      for (int32_t t : chunks[i])
+        if (t < 0 || t >= c.vocab)
+          throw std::invalid_argument("token id " + std::to_string(t) + " in chunk " + std::to_string(i) +
+                                      " is outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+    }
+  }
+
+  void check_tokens(const at::Tensor& tokens) const {
+    const Config& c = info_.config;
+    if (tokens.size(1) > c.n_ctx)
+      throw std::invalid_argument(std::to_string(tokens.size(1)) + " tokens, more than n_ctx = " + std::to_string(c.n_ctx));
+    if (tokens.numel() == 0) throw std::invalid_argument("empty token tensor");
+    if (tokens.min().item<int64_t>() < 0 || tokens.max().item<int64_t>() >= c.vocab)
+      throw std::invalid_argument("token ids outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
+  }
+
+  // Chunks of equal length (≥ 2 tokens; shorter ones predict nothing) in
+  // batches that fit the budget; chunk order kept within a length.
+  std::vector<std::vector<size_t>> batches(const Chunks& chunks) const {
+    std::map<size_t, std::vector<size_t>> by_len;
+    for (size_t i = 0; i < chunks.size(); ++i)
+      if (chunks[i].size() >= 2) by_len[chunks[i].size()].push_back(i);
+    std::vector<std::vector<size_t>> out;
+    for (const auto& [len, idx] : by_len) {
+      const size_t per = static_cast<size_t>(max_rows(static_cast<int64_t>(len)));
+      for (size_t s = 0; s < idx.size(); s += per)
+        out.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(s),
+                         idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), s + per)));
+    }
+    return out;
+  }
+
+  at::Tensor to_tokens(const Chunks& chunks, const std::vector<size_t>& batch) const {
+    const int64_t T = static_cast<int64_t>(chunks[batch[0]].size());
+    at::Tensor t = at::empty({static_cast<int64_t>(batch.size()), T}, at::kLong);
+    int64_t* p = t.data_ptr<int64_t>();
+    for (size_t b = 0; b < batch.size(); ++b)
+      for (int64_t i = 0; i < T; ++i) p[static_cast<int64_t>(b) * T + i] = chunks[batch[b]][static_cast<size_t>(i)];
+    return t.to(dev_);
+  }
+
+  static void add(NllSum& s, const at::Tensor& rows, int64_t begin, int64_t n, int64_t T) {
+    const double* p = rows.data_ptr<double>();
+    for (int64_t i = begin; i < begin + n; ++i) s.nll += p[i];
+    s.count += n * (T - 1);
+  }
+
+  ModelInfo info_;
+  LoadOptions opt_;
+  at::Device dev_;
+  Weights w_;
+  Forward fwd_;
+  int64_t budget_ = 0;
+};
+
+Gpt2Model& impl(Model& m) {
+  auto* p = dynamic_cast<Gpt2Model*>(&m);
+  if (!p) throw std::invalid_argument("not a model made by spt::gpt2::load_model");
+  return *p;
+}
+const Gpt2Model& impl(const Model& m) {
+  const auto* p = dynamic_cast<const Gpt2Model*>(&m);
+  if (!p) throw std::invalid_argument("not a model made by spt::gpt2::load_model");
+  return *p;
+}
+
+at::ScalarType matrix_dtype(Precision p) { return p == Precision::bf16 ? at::kBFloat16 : at::kFloat; }
+
+}  // namespace
+
+void set_threads(int n) {
+  if (n < 1) throw std::invalid_argument("thread count must be >= 1");
+  at::set_num_threads(n);
+}
+
+std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+std::string device_description(const std::string& device) {
+  const at::Device d = parse_device(device);
+  if (d.is_cpu()) return "cpu (" + std::to_string(at::get_num_threads()) + " threads)";
+  if (d.is_cuda()) return device + " (" + std::to_string(torch::cuda::device_count()) + " CUDA devices visible)";
+  return device;
+}
+
+std::unique_ptr<Model> load_model(const std::string& name_or_path, const LoadOptions& opt) {
+  if (opt.threads > 0) set_threads(opt.threads);
+  const at::Device dev = parse_device(opt.device);
+  if (opt.precision == Precision::bf16 && dev.is_mps() && TORCH_VERSION_MAJOR < 2)
+    throw std::invalid_argument("bf16 on mps needs LibTorch 2.x");
+  set_precision_flags(opt.precision);
+  const std::string dir = resolve_model_dir(name_or_path);
+  const Checkpoint ck = Checkpoint::open(dir, name_or_path);
+  at::NoGradGuard no_grad;
+  Weights w = raw_weights(ck);
+  process(w, ck.config(), opt.processing);
+  Weights on_dev = to_device(w, ck.config(), dev, matrix_dtype(opt.precision));
+  return std::make_unique<Gpt2Model>(ck.info(), opt, std::move(on_dev), dev);
+}
+
+RunResult run(Model& m, const at::Tensor& tokens, const RunOptions& opt) { return impl(m).run(tokens, opt); }
+
+at::Tensor tokens_tensor(const std::vector<int32_t>& ids) {
+  at::Tensor t = at::empty({1, static_cast<int64_t>(ids.size())}, at::kLong);
+  std::copy(ids.begin(), ids.end(), t.data_ptr<int64_t>());
+  return t;
+}
+
+NllSum nll_with_hooks(Model& m, const Chunks& chunks, const std::vector<Hook>& hooks, const Variant& v) {
+  return impl(m).nll_hooks(chunks, hooks, v);
+}
+
+const Weights& weights(const Model& m) { return impl(m).weights(); }
+
+std::unique_ptr<Model> with_weights(const Model& m, const Weights& w) {
+  const Gpt2Model& g = impl(m);
+  at::NoGradGuard no_grad;
+  // Clone first so the new model never shares storage with the caller's copy.
+  Weights on_dev = to_device(w.clone(), g.info().config, g.device(), matrix_dtype(g.options().precision));
+  return std::make_unique<Gpt2Model>(g.info(), g.options(), std::move(on_dev), g.device());
+}
+
+at::Device device(const Model& m) { return impl(m).device(); }
+
+}  // namespace spt::gpt2

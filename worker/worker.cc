@@ -1,0 +1,836 @@
+#include "worker.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "blob_cache.h"
+#include "capabilities.h"
+#include "client/connection.h"
+#include "spt/util.h"
+
+namespace spt::worker {
+
+namespace {
+
+using std::chrono::duration;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr size_t kFlushCount = 64;         // report as soon as this many results wait
+constexpr auto kFlushDelay = std::chrono::milliseconds(20);  // ... or this long after the first
+constexpr size_t kMaxReportBatch = 1024;   // keeps a Report far below the message cap
+constexpr double kRpcTimeoutS = 30;
+constexpr double kReleaseTimeoutS = 5;
+constexpr double kBackoffMinS = 0.1, kBackoffMaxS = 5.0;
+constexpr double kExecGraceS = 2;          // after the drain deadline, for executors to return
+constexpr double kFlushTimeoutS = 30;      // drain: time to report finished results
+constexpr double kStatsEveryS = 60;
+
+// Exponential backoff between failed RPCs: 0.1 s doubling up to 5 s.
+class Backoff {
+ public:
+  double next() {
+    const double d = s_;
+    s_ = std::min(s_ * 2, kBackoffMaxS);
+    return d;
+  }
+  void reset() { s_ = kBackoffMinS; }
+
+ private:
+  double s_ = kBackoffMinS;
+};
+
+// Leased jobs of one kind handed to one executor in one run() call.
+// Guarded by Impl::mu except `stop`, which executors poll lock-free.
+struct Group {
+  Executor* exec = nullptr;
+  std::vector<JobSpec> specs;
+  std::vector<std::string> lease;
+  std::vector<double> timeout_s;  // 0 = none
+  std::vector<char> answered;     // outcome known, or job lost/handed back
+  size_t n_answered = 0;
+  bool started = false;
+  double progress_s = 0;          // start, or the latest outcome from the executor
+  std::atomic<bool> stop{false};  // every job is answered: nothing left worth doing
+
+  bool all_answered() const { return n_answered == specs.size(); }
+};
+
+// A lease this worker answers for until its result is reported (accepted or
+// refused) or the server says it is lost. `group` is null for jobs failed
+// on arrival.
+struct Held {
+  std::shared_ptr<Group> group;
+  size_t index = 0;
+};
+
+struct Pending {
+  v1::JobResult r;
+  std::vector<OutputFile> files;  // to upload before reporting
+  bool rejected_once = false;     // the server refused the result itself once
+};
+
+bool is_transient(grpc::StatusCode c) {
+  return c == grpc::UNAVAILABLE || c == grpc::DEADLINE_EXCEEDED || c == grpc::ABORTED || c == grpc::INTERNAL ||
+         c == grpc::UNKNOWN || c == grpc::CANCELLED;
+}
+
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+struct Worker::Impl {
+  Impl(Options o, ExecutorRegistry& r) : opt(std::move(o)), reg(r) {}
+
+  const Options opt;
+  ExecutorRegistry& reg;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::WorkerService::Stub> stub;
+  std::unique_ptr<BlobCache> blobs;
+  ExecContext base_ctx;
+
+  std::mutex reg_mu;  // serialises re-registration
+  std::mutex mu;      // everything below
+  std::condition_variable cv_work, cv_lease, cv_results, cv_drain, cv_wake;
+  std::string worker_id;
+  int heartbeat_ms = 2000;
+  std::unordered_map<std::string, Held> held;  // by lease id
+  std::deque<std::shared_ptr<Group>> queue;     // leased, not started
+  size_t queued_jobs = 0;
+  std::set<std::shared_ptr<Group>> running;
+  std::deque<Pending> results;                  // finished, not yet reported
+  SteadyClock::time_point first_result_at;
+  bool reporting = false;                       // a Report is in flight
+  grpc::ClientContext* lease_ctx = nullptr;     // the long-poll in flight
+  bool draining = false, exec_shutdown = false, reporter_shutdown = false, monitor_shutdown = false;
+  SteadyClock::time_point drain_deadline;
+  int fatal = 0;
+  int64_t n_reported = 0, n_refused = 0, n_lost = 0;
+  // Contact with the server, so an outage logs once and every loop retries
+  // as soon as any one of them gets through.
+  bool unreachable = false;
+  double unreachable_since = 0;
+  int64_t contact_gen = 0;
+
+  // ---- helpers (the _locked ones need mu held)
+
+  // Sleeps up to `s` seconds; wakes early when `stop()` holds.
+  template <typename Pred>
+  void sleep_unless(double s, Pred stop) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv_wake.wait_for(lk, duration<double>(s), stop);
+  }
+
+  // Sleeps up to `s` seconds after a failed RPC; wakes early on shutdown
+  // (`stop()`) or when another loop has reached the server again.
+  template <typename Pred>
+  void backoff_sleep(double s, Pred stop) {
+    std::unique_lock<std::mutex> lk(mu);
+    const int64_t gen = contact_gen;
+    cv_wake.wait_for(lk, duration<double>(s), [&] { return stop() || contact_gen != gen; });
+  }
+
+  // Bookkeeping for every RPC outcome: one warning when the server becomes
+  // unreachable, one note when it is back.
+  void contact(const char* what, const grpc::Status& s) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (s.ok() || !is_transient(s.error_code())) {
+      if (unreachable) {
+        unreachable = false;
+        ++contact_gen;
+        cv_wake.notify_all();
+        spdlog::info("server {} reachable again after {:.1f} s", opt.server, monotonic_s() - unreachable_since);
+      }
+      if (!s.ok()) spdlog::warn("{} failed: {}", what, rpc::status_text(s));
+      return;
+    }
+    if (!unreachable) {
+      unreachable = true;
+      unreachable_since = monotonic_s();
+      spdlog::warn("server {} unreachable ({} failed: {}); retrying with backoff up to {:.0f} s, keeping results",
+                   opt.server, what, rpc::status_text(s), kBackoffMaxS);
+    } else {
+      spdlog::debug("{} failed: {}", what, rpc::status_text(s));
+    }
+  }
+
+  std::string current_id() {
+    std::lock_guard<std::mutex> g(mu);
+    return worker_id;
+  }
+
+  bool register_once(bool* retry);
+  bool register_loop();
+  void reregister(const std::string& stale);
+  void lease_loop();
+  void accept(v1::LeaseResponse& resp);
+  void exec_loop();
+  void run_group(const std::shared_ptr<Group>& g);
+  void answer_locked(Group& g, size_t i, Outcome o, bool progress);
+  void push_result_locked(Pending p);
+  void reporter_loop();
+  void requeue_front_locked(std::vector<Pending>& batch);
+  void monitor_loop();
+  void heartbeat(Backoff& b, double* next_hb);
+  void check_timeouts_locked();
+  void release(const std::vector<std::string>& leases, const char* why);
+  std::vector<std::string> hand_back_locked(Group& g);
+  int run();
+  void drain();
+};
+
+// ---------------------------------------------------------------- registration
+
+// One Register call. False with *retry set: try again later; false with
+// *retry clear: the server refuses us for good (fatal is set).
+bool Worker::Impl::register_once(bool* retry) {
+  v1::RegisterRequest req;
+  req.set_name(opt.name);
+  *req.mutable_capabilities() = probe_capabilities(opt.device, opt.slots, opt.threads, opt.models, reg);
+  v1::RegisterResponse resp;
+  grpc::ClientContext ctx;
+  rpc::prepare(ctx, opt.token, kRpcTimeoutS);
+  const grpc::Status s = stub->Register(&ctx, req, &resp);
+  *retry = false;
+  if (s.ok() || is_transient(s.error_code())) contact("register", s);
+  if (s.ok()) {
+    std::lock_guard<std::mutex> g(mu);
+    worker_id = resp.worker_id();
+    if (resp.heartbeat_ms() > 0) heartbeat_ms = resp.heartbeat_ms();
+    spdlog::info("registered with {} as {} (worker id {}, lease ttl {} ms, heartbeat {} ms, {} kinds)", opt.server,
+                 opt.name, worker_id, resp.lease_ttl_ms(), heartbeat_ms, req.capabilities().job_kinds_size());
+    return true;
+  }
+  const auto code = s.error_code();
+  if (code == grpc::UNAUTHENTICATED || code == grpc::PERMISSION_DENIED || code == grpc::INVALID_ARGUMENT) {
+    spdlog::error("server {} refused registration: {}{}", opt.server, rpc::status_text(s),
+                  code == grpc::INVALID_ARGUMENT ? ""
+                                                 : " (check --token-file / SPT_TOKEN against the server's token)");
+    std::lock_guard<std::mutex> g(mu);
+    fatal = 2;
+    return false;
+  }
+  if (!is_transient(s.error_code())) spdlog::warn("cannot register with {}: {}", opt.server, rpc::status_text(s));
+  *retry = true;
+  return false;
+}
+
+bool Worker::Impl::register_loop() {
+  Backoff b;
+  for (;;) {
+    bool retry = false;
+    if (register_once(&retry)) return true;
+    if (!retry) return false;
+    backoff_sleep(b.next(), [&] { return draining; });
+    std::lock_guard<std::mutex> g(mu);
+    if (draining) return false;
+  }
+}
+
+// Called by a loop whose RPC under worker id `stale` got NOT_FOUND: the
+// server has forgotten us (e.g. it expired the worker while unreachable).
+void Worker::Impl::reregister(const std::string& stale) {
+  std::lock_guard<std::mutex> serial(reg_mu);
+  if (current_id() != stale) return;  // another loop already did it
+  spdlog::warn("server does not know worker id {}; registering again", stale);
+  if (!register_loop()) {
+    bool refused;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      refused = fatal != 0;
+    }
+    if (refused) drain();  // nothing more can be reported; hand everything back
+  }
+}
+
+// ---------------------------------------------------------------- leasing
+
+void Worker::Impl::lease_loop() {
+  Backoff b;
+  const std::vector<std::string> no_models;
+  for (;;) {
+    std::string id;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      // At most one batch waits for a slot; the rest stays with the server.
+      cv_lease.wait(lk, [&] { return draining || queued_jobs == 0; });
+      if (draining) return;
+      id = worker_id;
+    }
+    v1::LeaseRequest req;
+    req.set_worker_id(id);
+    req.set_max_jobs(opt.batch);
+    req.set_wait_ms(opt.lease_wait_ms);
+    for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
+    grpc::ClientContext ctx;
+    rpc::prepare(ctx, opt.token, opt.lease_wait_ms / 1000.0 + kRpcTimeoutS);
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (draining) return;
+      lease_ctx = &ctx;
+    }
+    v1::LeaseResponse resp;
+    const double t0 = monotonic_s();
+    const grpc::Status s = stub->Lease(&ctx, req, &resp);
+    {
+      std::lock_guard<std::mutex> g(mu);
+      lease_ctx = nullptr;
+    }
+    if (!s.ok()) {
+      if (s.error_code() == grpc::CANCELLED) {
+        std::lock_guard<std::mutex> g(mu);
+        if (draining) return;
+      }
+      if (s.error_code() == grpc::NOT_FOUND) {
+        reregister(id);
+        continue;
+      }
+      contact("lease", s);
+      backoff_sleep(b.next(), [&] { return draining; });
+      continue;
+    }
+    contact("lease", s);
+    b.reset();
+    if (resp.jobs_size() == 0) {
+      // A server that answers an empty long-poll at once must not make us spin.
+      if (monotonic_s() - t0 < 0.1) sleep_unless(0.2, [&] { return draining; });
+      continue;
+    }
+    accept(resp);
+  }
+}
+
+// Turns leased jobs into groups (by kind) and queues them; jobs that cannot
+// run here fail at once.
+void Worker::Impl::accept(v1::LeaseResponse& resp) {
+  std::map<std::string, std::shared_ptr<Group>> by_kind;
+  std::vector<Pending> failed;
+  auto fail_now = [&](const v1::Job& job, std::string why, bool retryable) {
+    Pending p;
+    p.r.set_job_id(job.job_id());
+    p.r.set_lease_id(job.lease_id());
+    p.r.set_error(std::move(why));
+    p.r.set_retryable(retryable);
+    failed.push_back(std::move(p));
+  };
+  for (auto& job : *resp.mutable_jobs()) {
+    Executor* ex = reg.find(job.kind());
+    if (!ex) {  // the server filters by our kinds, so this is a version skew
+      fail_now(job, "worker " + opt.name + " has no executor for kind '" + job.kind() + "'", true);
+      continue;
+    }
+    JobSpec spec;
+    spec.id = job.job_id();
+    spec.experiment = job.experiment();
+    spec.name = job.name();
+    spec.kind = job.kind();
+    spec.model = job.model();
+    spec.attempt = job.attempt();
+    try {
+      spec.params = job.params_json().empty() ? nlohmann::json::object() : nlohmann::json::parse(job.params_json());
+      for (const auto& in : job.inputs())
+        spec.inputs.push_back({in.name(), in.kind(),
+                               in.result_json().empty() ? nlohmann::json() : nlohmann::json::parse(in.result_json())});
+    } catch (const std::exception& e) {
+      fail_now(job, std::string("malformed params or input JSON: ") + e.what(), false);
+      continue;
+    }
+    auto& g = by_kind[job.kind()];
+    if (!g) {
+      g = std::make_shared<Group>();
+      g->exec = ex;
+    }
+    g->specs.push_back(std::move(spec));
+    g->lease.push_back(job.lease_id());
+    g->timeout_s.push_back(job.timeout_s() > 0 ? job.timeout_s() : opt.job_timeout_s);
+    g->answered.push_back(0);
+  }
+  std::lock_guard<std::mutex> lk(mu);
+  for (auto& p : failed) {
+    held[p.r.lease_id()] = Held{};
+    push_result_locked(std::move(p));
+  }
+  for (auto& [kind, g] : by_kind) {
+    for (size_t i = 0; i < g->specs.size(); ++i) held[g->lease[i]] = Held{g, i};
+    queued_jobs += g->specs.size();
+    queue.push_back(g);
+  }
+  cv_work.notify_all();
+}
+
+// ---------------------------------------------------------------- execution
+
+void Worker::Impl::exec_loop() {
+  for (;;) {
+    std::shared_ptr<Group> g;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv_work.wait(lk, [&] { return exec_shutdown || !queue.empty(); });
+      if (queue.empty()) return;
+      g = std::move(queue.front());
+      queue.pop_front();
+      queued_jobs -= g->specs.size();
+      cv_lease.notify_one();
+      if (g->all_answered()) continue;  // every lease lost or handed back
+      g->started = true;
+      g->progress_s = monotonic_s();
+      running.insert(g);
+    }
+    run_group(g);
+    std::lock_guard<std::mutex> lk(mu);
+    running.erase(g);
+    cv_drain.notify_all();
+  }
+}
+
+void Worker::Impl::run_group(const std::shared_ptr<Group>& g) {
+  // Jobs lost while queued are not handed to the executor.
+  std::vector<size_t> idx;
+  std::vector<JobSpec> subset;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (g->n_answered > 0) {
+      for (size_t i = 0; i < g->specs.size(); ++i)
+        if (!g->answered[i]) {
+          idx.push_back(i);
+          subset.push_back(g->specs[i]);
+        }
+    }
+  }
+  const std::vector<JobSpec>& specs = idx.empty() ? g->specs : subset;
+  ExecContext ctx = base_ctx;
+  ctx.should_stop = [g] { return g->stop.load(std::memory_order_relaxed); };
+  auto done = [&](size_t k, Outcome o) {
+    const size_t i = idx.empty() ? k : (k < idx.size() ? idx[k] : g->specs.size());
+    if (i >= g->specs.size()) {
+      spdlog::error("executor for {} reported job index {} of a batch of {}", g->specs[0].kind, k, specs.size());
+      return;
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    answer_locked(*g, i, std::move(o), true);
+  };
+  std::string crash;
+  try {
+    g->exec->run(specs, ctx, done);
+  } catch (const std::exception& e) {
+    crash = std::string("executor failed: ") + e.what();
+  } catch (...) {
+    crash = "executor failed with a non-standard exception";
+  }
+  std::lock_guard<std::mutex> lk(mu);
+  if (!g->all_answered()) {
+    const std::string why = crash.empty() ? "executor returned without an outcome for this job" : crash;
+    spdlog::warn("{} ({} jobs of kind {})", why, g->specs.size() - g->n_answered, g->specs[0].kind);
+    for (size_t i = 0; i < g->specs.size(); ++i)
+      if (!g->answered[i]) answer_locked(*g, i, Outcome::failure(why, true), false);
+  }
+}
+
+// Records job i's outcome (first one wins) and queues its result unless the
+// lease is gone.
+void Worker::Impl::answer_locked(Group& g, size_t i, Outcome o, bool progress) {
+  if (g.answered[i]) return;  // late: timed out, lost, or handed back already
+  g.answered[i] = 1;
+  ++g.n_answered;
+  const double now = monotonic_s();
+  const double secs = now - g.progress_s;
+  if (progress) g.progress_s = now;
+  if (g.all_answered()) g.stop.store(true);
+  if (!held.count(g.lease[i])) return;
+  Pending p;
+  p.r.set_job_id(g.specs[i].id);
+  p.r.set_lease_id(g.lease[i]);
+  p.r.set_ok(o.ok);
+  if (o.ok) {
+    p.r.set_result_json(dump_json(o.result));
+  } else {
+    p.r.set_error(o.error);
+    p.r.set_retryable(o.retryable);
+    spdlog::debug("job {} ({}) failed on attempt {}: {}", g.specs[i].name, g.specs[i].id, g.specs[i].attempt, o.error);
+  }
+  p.r.set_seconds(secs);
+  p.files = std::move(o.files);
+  push_result_locked(std::move(p));
+}
+
+void Worker::Impl::push_result_locked(Pending p) {
+  if (results.empty()) first_result_at = SteadyClock::now();
+  results.push_back(std::move(p));
+  if (results.size() == 1 || results.size() == kFlushCount) cv_results.notify_one();
+}
+
+// ---------------------------------------------------------------- reporting
+
+void Worker::Impl::requeue_front_locked(std::vector<Pending>& batch) {
+  for (auto it = batch.rbegin(); it != batch.rend(); ++it) results.push_front(std::move(*it));
+  first_result_at = SteadyClock::now();
+}
+
+void Worker::Impl::reporter_loop() {
+  Backoff b;
+  size_t single_left = 0;  // after a batch was rejected as invalid: report one by one
+  for (;;) {
+    std::vector<Pending> batch;
+    std::string id;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv_results.wait(lk, [&] { return reporter_shutdown || !results.empty(); });
+      if (reporter_shutdown) return;
+      if (results.size() < kFlushCount)
+        cv_results.wait_until(lk, first_result_at + kFlushDelay,
+                              [&] { return reporter_shutdown || results.size() >= kFlushCount; });
+      if (reporter_shutdown) return;
+      const size_t n = single_left ? 1 : kMaxReportBatch;
+      while (batch.size() < n && !results.empty()) {
+        Pending p = std::move(results.front());
+        results.pop_front();
+        if (held.count(p.r.lease_id())) batch.push_back(std::move(p));  // else: lost, drop
+      }
+      if (!results.empty()) first_result_at = SteadyClock::now();
+      if (batch.empty()) {
+        cv_drain.notify_all();
+        continue;
+      }
+      reporting = true;
+      id = worker_id;
+    }
+
+    // Artifacts first: a reported result must only name uploaded blobs.
+    bool upload_down = false;
+    for (auto& p : batch) {
+      while (!p.files.empty() && !upload_down) {
+        const OutputFile& f = p.files.back();
+        try {
+          v1::Artifact a = rpc::put_blob(rpc::blob_writer(stub.get()), opt.token, f.path, f.name);
+          a.set_name(f.name);
+          if (!f.media_type.empty()) a.set_media_type(f.media_type);
+          *p.r.add_artifacts() = std::move(a);
+          p.files.pop_back();
+        } catch (const rpc::RpcError& e) {
+          if (is_transient(e.status().error_code())) {
+            contact("artifact upload", e.status());
+            upload_down = true;
+          } else {
+            p.r.set_ok(false);
+            p.r.set_result_json("");
+            p.r.set_error(std::string("artifact upload failed: ") + e.what());
+            p.r.set_retryable(true);
+            p.files.clear();
+          }
+        } catch (const std::exception& e) {
+          p.r.set_ok(false);
+          p.r.set_result_json("");
+          p.r.set_error(std::string("artifact upload failed: ") + e.what());
+          p.r.set_retryable(true);
+          p.files.clear();
+        }
+      }
+    }
+    if (upload_down) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        requeue_front_locked(batch);
+        reporting = false;
+      }
+      backoff_sleep(b.next(), [&] { return reporter_shutdown; });
+      continue;
+    }
+
+    v1::ReportRequest req;
+    req.set_worker_id(id);
+    for (const auto& p : batch) *req.add_results() = p.r;
+    v1::ReportResponse resp;
+    grpc::ClientContext ctx;
+    rpc::prepare(ctx, opt.token, kRpcTimeoutS);
+    const grpc::Status s = stub->Report(&ctx, req, &resp);
+    const auto code = s.error_code();
+    if (code != grpc::NOT_FOUND) contact("report", s);
+    std::unique_lock<std::mutex> lk(mu);
+    reporting = false;
+    if (s.ok()) {
+      for (const auto& p : batch) held.erase(p.r.lease_id());
+      n_reported += resp.accepted_size();
+      n_refused += resp.refused_size();
+      if (resp.refused_size())
+        spdlog::debug("server refused {} results (leases no longer current)", resp.refused_size());
+      if (single_left) --single_left;
+      b.reset();
+      cv_drain.notify_all();
+      continue;
+    }
+    if (code == grpc::NOT_FOUND) {
+      requeue_front_locked(batch);
+      lk.unlock();
+      reregister(id);
+      continue;
+    }
+    if (code == grpc::INVALID_ARGUMENT || code == grpc::RESOURCE_EXHAUSTED || code == grpc::FAILED_PRECONDITION ||
+        code == grpc::OUT_OF_RANGE) {
+      // The request itself is unacceptable: find the offending result and
+      // replace it by a failure the server can store.
+      if (batch.size() > 1) {
+        single_left = batch.size();
+      } else if (!batch[0].rejected_once) {
+        Pending& p = batch[0];
+        spdlog::error("server rejected the result of job {}: {}", p.r.job_id(), rpc::status_text(s));
+        p.rejected_once = true;
+        p.r.clear_result_json();
+        p.r.clear_artifacts();
+        p.r.set_ok(false);
+        p.r.set_retryable(false);
+        p.r.set_error("the server rejected this job's result: " + rpc::status_text(s));
+      } else {
+        spdlog::error("server rejected even a failure report for job {}: {}; giving it up", batch[0].r.job_id(),
+                      rpc::status_text(s));
+        held.erase(batch[0].r.lease_id());
+        if (single_left) --single_left;
+        cv_drain.notify_all();
+        continue;
+      }
+      requeue_front_locked(batch);
+      continue;
+    }
+    requeue_front_locked(batch);
+    lk.unlock();
+    backoff_sleep(b.next(), [&] { return reporter_shutdown; });
+  }
+}
+
+// ---------------------------------------------------------------- heartbeats, timeouts
+
+void Worker::Impl::check_timeouts_locked() {
+  const double now = monotonic_s();
+  for (const auto& g : running)
+    for (size_t i = 0; i < g->specs.size(); ++i)
+      if (!g->answered[i] && g->timeout_s[i] > 0 && now - g->progress_s > g->timeout_s[i]) {
+        char why[64];
+        std::snprintf(why, sizeof why, "timed out after %g s", g->timeout_s[i]);
+        spdlog::warn("job {} ({}) {}", g->specs[i].name, g->specs[i].id, why);
+        answer_locked(*g, i, Outcome::failure(why, true), false);
+      }
+}
+
+void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
+  v1::HeartbeatRequest req;
+  int hb_ms;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    hb_ms = heartbeat_ms;
+    req.set_worker_id(worker_id);
+    for (const auto& [lease, h] : held) req.add_lease_ids(lease);
+    for (const auto& g : running)
+      for (size_t i = 0; i < g->specs.size(); ++i)
+        if (!g->answered[i]) req.add_running_job_ids(g->specs[i].id);
+  }
+  for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
+  v1::HeartbeatResponse resp;
+  grpc::ClientContext ctx;
+  rpc::prepare(ctx, opt.token, std::max(1.0, hb_ms / 1000.0 * 2));
+  const grpc::Status s = stub->Heartbeat(&ctx, req, &resp);
+  if (!s.ok()) {
+    if (s.error_code() == grpc::NOT_FOUND) {
+      reregister(req.worker_id());
+      *next_hb = monotonic_s();
+      return;
+    }
+    contact("heartbeat", s);
+    *next_hb = monotonic_s() + std::min(b.next(), hb_ms / 1000.0);
+    return;
+  }
+  contact("heartbeat", s);
+  b.reset();
+  *next_hb = monotonic_s() + hb_ms / 1000.0;
+  if (resp.lost_lease_ids_size() == 0) return;
+  std::lock_guard<std::mutex> lk(mu);
+  int n = 0;
+  for (const auto& lease : resp.lost_lease_ids()) {
+    auto it = held.find(lease);
+    if (it == held.end()) continue;
+    Held h = it->second;
+    held.erase(it);
+    ++n;
+    if (h.group && !h.group->answered[h.index]) answer_locked(*h.group, h.index, Outcome::failure("lease lost"), false);
+  }
+  n_lost += n;
+  if (n) spdlog::warn("{} leases lost (the server gave the jobs to others); dropped their work", n);
+}
+
+void Worker::Impl::monitor_loop() {
+  Backoff b;
+  double next_hb = monotonic_s();
+  double next_stats = monotonic_s() + kStatsEveryS;
+  int64_t last_reported = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv_wake.wait_for(lk, std::chrono::milliseconds(100), [&] { return monitor_shutdown; });
+      if (monitor_shutdown) return;
+      check_timeouts_locked();
+    }
+    const double now = monotonic_s();
+    if (now >= next_hb) heartbeat(b, &next_hb);
+    if (now >= next_stats) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (n_reported != last_reported)
+        spdlog::info("{} results accepted ({:.1f}/s over the last {:.0f} s), {} refused, {} leases lost", n_reported,
+                     (n_reported - last_reported) / kStatsEveryS, kStatsEveryS, n_refused, n_lost);
+      last_reported = n_reported;
+      next_stats = now + kStatsEveryS;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- drain
+
+std::vector<std::string> Worker::Impl::hand_back_locked(Group& g) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < g.specs.size(); ++i) {
+    if (g.answered[i]) continue;
+    g.answered[i] = 1;
+    ++g.n_answered;
+    if (held.erase(g.lease[i])) out.push_back(g.lease[i]);
+  }
+  g.stop.store(true);
+  return out;
+}
+
+void Worker::Impl::release(const std::vector<std::string>& leases, const char* why) {
+  if (leases.empty()) return;
+  v1::ReleaseRequest req;
+  req.set_worker_id(current_id());
+  for (const auto& l : leases) req.add_lease_ids(l);
+  v1::ReleaseResponse resp;
+  grpc::ClientContext ctx;
+  rpc::prepare(ctx, opt.token, kReleaseTimeoutS);
+  const grpc::Status s = stub->Release(&ctx, req, &resp);
+  if (s.ok())
+    spdlog::info("handed back {} {} jobs ({} released)", leases.size(), why, resp.released());
+  else
+    spdlog::warn("could not hand back {} {} jobs: {} (their leases will expire)", leases.size(), why,
+                 rpc::status_text(s));
+}
+
+void Worker::Impl::drain() {
+  std::lock_guard<std::mutex> lk(mu);
+  if (draining) return;
+  draining = true;
+  drain_deadline = SteadyClock::now() + std::chrono::milliseconds(static_cast<int64_t>(opt.drain_timeout_s * 1000));
+  if (lease_ctx) lease_ctx->TryCancel();
+  cv_lease.notify_all();
+  cv_wake.notify_all();
+  cv_drain.notify_all();
+}
+
+int Worker::Impl::run() {
+  namespace fs = std::filesystem;
+  const std::string scratch = (fs::path(opt.cache_dir) / "scratch" / (opt.name + "-" + std::to_string(getpid()))).string();
+  fs::create_directories(opt.cache_dir);
+  fs::create_directories(scratch);
+  channel = rpc::make_channel(opt.server);
+  stub = v1::WorkerService::NewStub(channel);
+  blobs = std::make_unique<BlobCache>((fs::path(opt.cache_dir) / "blobs").string(), stub.get(), opt.token);
+  base_ctx.device = opt.device;
+  base_ctx.threads = opt.threads;
+  base_ctx.scratch_dir = scratch;
+  base_ctx.cache_dir = opt.cache_dir;
+  base_ctx.worker_name = opt.name;
+  base_ctx.fetch_blob = [this](const std::string& s) { return blobs->fetch(s); };
+
+  if (!register_loop()) {
+    std::lock_guard<std::mutex> lk(mu);
+    return fatal;
+  }
+  std::thread monitor([this] { monitor_loop(); });
+  std::thread reporter([this] { reporter_loop(); });
+  std::vector<std::thread> execs;
+  for (int i = 0; i < std::max(1, opt.slots); ++i) execs.emplace_back([this] { exec_loop(); });
+
+  lease_loop();  // until drain
+
+  std::vector<std::string> back;
+  SteadyClock::time_point deadline;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    deadline = drain_deadline;
+    spdlog::info("draining: {} jobs queued, {} groups running, {} results to report", queued_jobs, running.size(),
+                 results.size());
+    for (auto& g : queue)
+      for (auto& l : hand_back_locked(*g)) back.push_back(std::move(l));
+  }
+  release(back, "queued");
+  back.clear();
+  bool stuck = false;
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv_drain.wait_until(lk, deadline, [&] { return running.empty(); });
+    if (!running.empty())
+      spdlog::warn("drain deadline: stopping {} running groups and handing back their jobs", running.size());
+    for (auto& g : running)
+      for (auto& l : hand_back_locked(*g)) back.push_back(std::move(l));
+  }
+  release(back, "unfinished");
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    exec_shutdown = true;
+    cv_work.notify_all();
+    stuck = !cv_drain.wait_for(lk, duration<double>(kExecGraceS), [&] { return running.empty(); });
+    if (!cv_drain.wait_for(lk, duration<double>(kFlushTimeoutS), [&] { return results.empty() && !reporting; }))
+      spdlog::warn("drain: gave up reporting {} results", results.size());
+    reporter_shutdown = true;
+    cv_results.notify_all();
+    cv_wake.notify_all();
+  }
+  reporter.join();
+  back.clear();
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    for (const auto& [lease, h] : held) back.push_back(lease);
+    held.clear();
+  }
+  release(back, "unreported");
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    monitor_shutdown = true;
+    cv_wake.notify_all();
+  }
+  monitor.join();
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  int code;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    code = fatal;
+    spdlog::info("drained: {} results accepted, {} refused, {} leases lost", n_reported, n_refused, n_lost);
+  }
+  if (stuck) {
+    // An executor ignores should_stop; its thread cannot be joined, and the
+    // process must not wait for it.
+    spdlog::error("an executor did not stop within {} s of the drain deadline; exiting anyway", kExecGraceS);
+    spdlog::default_logger()->flush();
+    std::_Exit(code);
+  }
+  for (auto& t : execs) t.join();
+  return code;
+}
+
+// ---------------------------------------------------------------- public
+
+Worker::Worker(Options opt, ExecutorRegistry& reg) : impl_(std::make_unique<Impl>(std::move(opt), reg)) {}
+Worker::~Worker() = default;
+int Worker::run() { return impl_->run(); }
+void Worker::drain() { impl_->drain(); }
+
+}  // namespace spt::worker

@@ -1,0 +1,69 @@
+#pragma once
+// spt-worker's daemon: registers with the coordinator, leases batches of
+// jobs, runs them on the registered executors, and reports results.
+//
+// Contract with the coordinator (proto/spt/v1/spt.proto, WorkerService):
+//  - At most one batch of leased-but-not-started jobs is held at a time, so a
+//    worker never hoards work another could run; leases are long-polls.
+//  - Leased jobs are grouped by kind and each group goes to its executor in
+//    one run() call (executors may fuse); up to `slots` groups run at once.
+//  - Every held lease (queued, running, or finished and not yet reported) is
+//    renewed by each heartbeat. A lease the server says is lost is dropped:
+//    its job is not started, or its group is told to stop once no job in it
+//    is still wanted, and its result is never reported.
+//  - Results are reported in batches (>= 64 results or 20 ms, whichever is
+//    first). Artifacts are uploaded before the result that names them.
+//  - Timeouts bound progress: a group that reports nothing for a job's
+//    timeout_s (the job's own, else Options::job_timeout_s) fails its
+//    unfinished jobs with "timed out after S s" (retryable), so a sequential
+//    executor gives each job the full timeout and a hung group is abandoned.
+//  - When the server is unreachable every RPC loop backs off exponentially
+//    (0.1 s doubling, capped at 5 s); finished results are kept and reported
+//    after reconnecting; NOT_FOUND for our worker id means re-register.
+//  - drain() (SIGTERM): stop leasing, hand back queued jobs, let running
+//    groups finish until the drain deadline, then stop them and hand their
+//    jobs back, flush results, and return 0 from run().
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "spt/job.h"
+
+namespace spt::worker {
+
+struct Options {
+  std::string server = "127.0.0.1:7070";
+  std::string token;              // "" = send no authorization
+  std::string device = "cpu";     // cpu | cuda | cuda:N | mps
+  int slots = 1;                  // groups run concurrently
+  int threads = 1;                // ExecContext::threads
+  int batch = 32;                 // max jobs per lease
+  std::string name;               // human-readable; the server assigns the id
+  std::string cache_dir;          // blobs and scratch space
+  double job_timeout_s = 3600;    // default per-job timeout (0 = none)
+  double drain_timeout_s = 60;    // how long running jobs may finish on drain
+  int lease_wait_ms = 10000;      // long-poll duration
+  std::vector<std::string> models;  // models it can load without fetching
+};
+
+class Worker {
+ public:
+  // `reg` must outlive the worker.
+  Worker(Options opt, ExecutorRegistry& reg);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs until drained. Returns the process exit status: 0 after a drain,
+  // 2 if the server rejects the worker's credentials at registration.
+  int run();
+
+  // Begins the drain; thread-safe, idempotent, returns at once.
+  void drain();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spt::worker
