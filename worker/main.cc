@@ -66,7 +66,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(100, 600000));
   app.add_option("--models", models, "comma-separated models this worker can load without fetching");
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-level", log_level, "log verbosity")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_level(spdlog::level::from_str(log_level));

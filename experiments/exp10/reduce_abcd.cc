@@ -185,6 +185,12 @@ json reduce_exp10(Ctx& c) {
         dat += (h ? " " : "") + num(rows[static_cast<size_t>(l * c.n_head + h)].delta * 100.0);
       dat += "\n";
     }
+    // Diverging palette with white at 0 (blue: ablation helps, red: hurts).
+    double lo = -1e-9, hi = 1e-9;
+    for (const auto& r : rows) {
+      lo = std::min(lo, r.delta * 100.0);
+      hi = std::max(hi, r.delta * 100.0);
+    }
     report::Figure f;
     f.name = "exp10b_heatmap_" + m;
     f.width = std::max(700, 60 * c.n_head + 200);
@@ -194,7 +200,8 @@ json reduce_exp10(Ctx& c) {
                "'\nset xlabel 'head'\nset ylabel 'layer'\n"
                "set xrange [-0.5:" + std::to_string(c.n_head) + "-0.5]\nset yrange [" + std::to_string(c.n_layer) +
                "-0.5:-0.5]\nset xtics 1\nset ytics 1\nset cblabel 'ΔPPL (%)'\n"
-               "set palette defined (0 '#2166ac', 1 '#f7f7f7', 2 '#fddbc7', 3 '#b2182b')\n"
+               "set cbrange [" + num(lo) + ":" + num(hi) + "]\n"
+               "set palette defined (" + num(lo) + " '#2166ac', 0 '#f7f7f7', " + num(hi) + " '#b2182b')\n"
                "plot '" + f.name + ".dat' matrix with image notitle, \\\n"
                "     '' matrix using 1:2:(sprintf('%.1f', $3)) with labels font ',7' notitle\n";
     c.emit_figure(f);
@@ -248,7 +255,9 @@ json reduce_exp10(Ctx& c) {
     for (const char* t : {"1.1", "1.5", "2.0"}) {
       const int n = thresholds.at(t).get<int>();
       vlines += "set arrow from " + std::to_string(n) + ", graph 0 to " + std::to_string(n) +
-                ", graph 1 nohead dt 3 lc rgb 'gray'\n";
+                ", graph 1 nohead dt 4 lw 1.5 lc rgb '#cc3311'\nset label '" + t + "×: " + std::to_string(n) +
+                "' at " + std::to_string(n) + ", graph " + (t[2] == '1' ? "0.95" : t[2] == '5' ? "0.88" : "0.81") +
+                " left offset 0.5,0 tc rgb '#cc3311'\n";
     }
     f.script = "set multiplot layout 1,2 title 'Cumulative zero-ablation (least important first) — " + m +
                "'\nset xlabel 'heads ablated'\nset grid\nset title 'perplexity'\nset logscale y\nset ylabel 'PPL'\n"

@@ -174,7 +174,7 @@ json reduce_exp10b(Ctx& c) {
       for (const auto& r : mean) mm[r.id()] = r.delta;
       const double zd = ztop.delta, mdl = mm[ztop.id()];
       md += "Most important head under zero-ablation, " + head_name(ztop.id()) + ": zero " + R::pct(zd, 1) +
-            ", mean " + R::pct(mdl, 2) + " (" + R::fixed(zd / std::max(std::fabs(mdl), 1e-8), 0) + "×).\n\n";
+            ", mean " + R::pct(mdl, 2) + " (" + R::fixed(zd / std::max(std::fabs(mdl), 1e-8), 1) + "×).\n\n";
       std::vector<std::string> flips;
       for (const auto& r : zero)
         if ((r.delta > 0) != (mm[r.id()] > 0) && r.delta != 0 && mm[r.id()] != 0)
@@ -325,10 +325,10 @@ json reduce_exp10b(Ctx& c) {
     }
     fg.script = "set multiplot layout 1,2 title 'Harmful heads — " + m +
                 "'\nset title 'heads with ΔPPL_{zero} < 0'\nset ylabel 'ΔPPL (%)'\nset style fill solid 0.6 border -1\n"
-                "set boxwidth 0.7\nset xtics rotate by -45\n" +
+                "set boxwidth 0.7\nset xtics rotate by -45\nset yrange [*:0]\n" +
                 std::string(i ? "plot '" + fg.name + "_bars.dat' using 1:3:xtic(2) with boxes lc rgb '#228833' notitle\n"
                               : "set label 'none' at graph 0.5, graph 0.5 center\nplot NaN notitle\nunset label\n") +
-                "set xtics norotate\nset title 'harmful first vs standard mean curve'\nset xlabel 'additional heads'\n"
+                "set xtics norotate\nset autoscale y\nset title 'harmful first vs standard mean curve'\nset xlabel 'additional heads'\n"
                 "set ylabel 'PPL / baseline'\nset grid\n" + curve_plot + "\nunset multiplot\n";
     c.emit_figure(fg);
   }

@@ -291,23 +291,24 @@ json reduce_exp10c(Ctx& c) {
         box += num(by.at("relu")) + " " + num(by.at("l1")) + " " + num(by.at("identity")) + " " +
                num(by.at(pick.count(h) ? pick.at(h) : "relu")) + " " + (ed ? num(mean.at(h)) : "NaN") + "\n";
       }
-      std::string map = "# rows = layers 1.., columns = heads; 0 relu, 1 l1, 2 identity\n";
-      for (int l = 1; l < c.n_layer; ++l) {
+      std::string map = "# head layer method_index (0 relu, 1 l1, 2 identity)\n";
+      for (int l = 1; l < c.n_layer; ++l)
         for (int hh = 0; hh < c.n_head; ++hh) {
           const std::string& p = pick[{l, hh}];
-          map += std::string(hh ? " " : "") + (p == "relu" ? "0" : p == "l1" ? "1" : "2");
+          map += std::to_string(hh) + " " + std::to_string(l) + " " + (p == "relu" ? "0" : p == "l1" ? "1" : "2") + "\n";
         }
-        map += "\n";
-      }
       f.data = {{f.name + "_box.dat", box}, {f.name + "_map.dat", map}};
       f.script = "set multiplot layout 1,2 title 'Linearisation methods — " + m +
                  "'\nset title 'ΔPPL by method'\nset style fill solid 0.4 border -1\nset style boxplot nooutliers\n"
                  "set xtics ('relu' 1, 'l1' 2, 'identity' 3, 'mixed' 4, 'mean-abl' 5)\nset ylabel 'ΔPPL'\nset grid ytics\n"
                  "plot for [i=1:5] '" + f.name + "_box.dat' using (i):i with boxplot notitle\n"
-                 "unset grid\nset title 'best method per head (0 relu, 1 l1, 2 identity)'\nset xlabel 'head'\n"
-                 "set ylabel 'layer'\nset xtics auto\nset ytics ('L1' 0)\nset palette defined (0 '#4477aa', 1 '#ee6677', 2 '#228833')\n"
-                 "set cbrange [0:2]\nset cbtics ('relu' 0, 'l1' 1, 'identity' 2)\n"
-                 "plot '" + f.name + "_map.dat' matrix using 1:($2+1):3 with image notitle\nunset multiplot\n";
+                 "unset grid\nset title 'best method per head'\nset xlabel 'head'\nset ylabel 'layer'\n"
+                 "set xrange [-0.5:" + std::to_string(c.n_head) + "-0.5]\nset yrange [" + std::to_string(c.n_layer) +
+                 "-0.5:0.5]\nset xtics 1\nset ytics 1\n"
+                 "set palette defined (0 '#4477aa', 1 '#ee6677', 2 '#228833')\nset cbrange [-0.5:2.5]\n"
+                 "set cbtics ('relu' 0, 'l1' 1, 'identity' 2)\n"
+                 "plot '" + f.name + "_map.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder "
+                 "lc palette notitle\nunset multiplot\n";
       c.emit_figure(f);
     }
   }
@@ -353,7 +354,10 @@ json reduce_exp10c(Ctx& c) {
     report::Figure f;
     f.name = "exp10l_cost_tradeoff_" + m;
     std::string plot;
-    for (const auto& [n, s] : ld->at("seq_lengths").items()) {
+    for (const char* nc : {"128", "512", "1024", "2048"}) {  // numeric order (JSON keys sort as text)
+      const std::string n = nc;
+      if (!ld->at("seq_lengths").contains(n)) continue;
+      const json& s = ld->at("seq_lengths").at(n);
       const double soft = s.at("flops_per_head_softmax").get<double>(), lin = s.at("flops_per_head_linear").get<double>(),
                    ker = s.at("flops_per_head_kernel").get<double>();
       t.row({n, R::fixed(soft / 1e6, 2) + " M", R::fixed(lin / 1e6, 2) + " M", R::fixed(ker / 1e6, 2) + " M",

@@ -117,7 +117,12 @@ json reduce_v(Ctx& c) {
   for (const char* t : {"1.1", "1.5", "2.0"})
     maintained = maintained && std::abs(thr_full.at(t).get<int>() - thr_2k.at(t).get<int>()) <= 10;
 
+  // A24: V4 hard-codes relu on best_ranking (the ranking of best_method);
+  // the original assumed best_method == relu. Flag it when that is false.
+  const std::string best_2k = c.input("j/reduce").value("best_method", std::string("relu"));
   json doc = {{"model", c.param("model")},
+              {"v4_method", "relu"},
+              {"best_method_2k", best_2k},
               {"ppl_2k", ppl_2k},
               {"ppl_full", r4(full)},
               {"total_tokens", base.total_tokens},
@@ -181,6 +186,9 @@ json reduce_v(Ctx& c) {
     md += t.str() + "\n";
   }
   md += "## V4: cumulative ReLU linearisation (best ranking from 2K)\n\n";
+  if (best_2k != "relu")
+    md += "**Note:** the 2K best method is " + best_2k + ", not relu; as in the original, V4 linearises with relu "
+          "along that method's ranking, and the 2K column is exp10k's " + best_2k + " curve.\n\n";
   {
     R::Table t({"n", "PPL full", "ratio full", "ratio 2K"}, "rrrr");
     for (const auto& r : v4)

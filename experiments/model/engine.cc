@@ -88,42 +88,56 @@ class Gpt2Model final : public Model {
     if (vs.empty()) return out;
     at::NoGradGuard no_grad;
 
-    // Variants by the first layer they touch; n_layer = untouched (clean).
+    // Variants by where they first leave the clean model: key 2·m + 1 when
+    // block m's first change is at hook_z (its attention up to z is clean
+    // and shared), 2·m when it changes block m's attention pattern; clean
+    // variants get 2·n_layer.
     std::map<int, std::vector<size_t>> groups;
-    for (size_t i = 0; i < vs.size(); ++i) groups[std::min(vs[i].min_layer(), c.n_layer)].push_back(i);
-    const int deepest_prefix = groups.rbegin()->first;  // clean blocks needed: [0, deepest_prefix)
+    for (size_t i = 0; i < vs.size(); ++i) groups[divergence_key(vs[i])].push_back(i);
+    const int last_key = groups.rbegin()->first;
 
     for (const auto& batch : batches(chunks)) {
       const at::Tensor tokens = to_tokens(chunks, batch);
       const int64_t cb = tokens.size(0), T = tokens.size(1);
       const HookSet clean;
-      std::map<int, at::Tensor> saved;  // layer → clean resid_pre
+      // The clean prefix, once: resid_pre (and clean z) where groups start.
+      std::map<int, at::Tensor> pre, zs;
       at::Tensor resid = fwd_.embed(tokens, clean);
-      for (int l = 0; l < deepest_prefix; ++l) {
-        if (groups.count(l)) saved[l] = resid;
-        resid = fwd_.block(l, resid, clean);
+      for (int l = 0; l < c.n_layer && 2 * l <= last_key; ++l) {
+        if (groups.count(2 * l) || groups.count(2 * l + 1)) pre[l] = resid;
+        if (2 * l == last_key) break;
+        at::Tensor r = resid;
+        at::Tensor z = fwd_.attention_z(l, r, clean);
+        if (groups.count(2 * l + 1)) zs[l] = z.clone();  // block_after_z edits z in place
+        if (2 * l + 1 == last_key) break;
+        resid = fwd_.block_after_z(l, r, z, clean);
       }
-      saved[deepest_prefix] = resid;
+      if (last_key == 2 * c.n_layer) pre[c.n_layer] = resid;
       resid = at::Tensor();
 
-      for (const auto& [m, idx] : groups) {
+      for (const auto& [key, idx] : groups) {
+        const int m = key / 2;
         if (m == c.n_layer) {
-          const at::Tensor rows = fwd_.row_nll(fwd_.final_norm(saved[m], clean), tokens, slice_rows());
+          const at::Tensor rows = fwd_.row_nll(fwd_.final_norm(pre[m], clean), tokens, slice_rows());
           for (size_t i : idx) add(out[i], rows, 0, cb, T);
           continue;
         }
-        // Suffix from layer m for as many variants at a time as the budget allows.
+        // The suffix from block m for as many variants at a time as the budget allows.
         const int64_t per = std::max<int64_t>(1, max_rows(T) / cb);
         for (size_t s = 0; s < idx.size(); s += static_cast<size_t>(per)) {
-          const size_t nv = std::min(idx.size() - s, static_cast<size_t>(per));
+          const int64_t nv = static_cast<int64_t>(std::min(idx.size() - s, static_cast<size_t>(per)));
           HookSet hs;
-          for (size_t j = 0; j < nv; ++j)
-            hs.rows.push_back({static_cast<int64_t>(j) * cb, static_cast<int64_t>(j + 1) * cb, &vs[idx[s + j]]});
-          at::Tensor x = nv == 1 ? saved[m] : saved[m].repeat({static_cast<int64_t>(nv), 1, 1});
-          for (int l = m; l < c.n_layer; ++l) x = fwd_.block(l, x, hs);
-          const at::Tensor toks = nv == 1 ? tokens : tokens.repeat({static_cast<int64_t>(nv), 1});
+          for (int64_t j = 0; j < nv; ++j) hs.rows.push_back({j * cb, (j + 1) * cb, &vs[idx[s + static_cast<size_t>(j)]]});
+          at::Tensor x = nv == 1 ? pre[m] : pre[m].repeat({nv, 1, 1});
+          if (key % 2 == 1) {
+            x = fwd_.block_after_z(m, x, zs[m].repeat({nv, 1, 1, 1}), hs);  // repeat copies: zs stays clean
+          } else {
+            x = fwd_.block(m, x, hs);
+          }
+          for (int l = m + 1; l < c.n_layer; ++l) x = fwd_.block(l, x, hs);
+          const at::Tensor toks = nv == 1 ? tokens : tokens.repeat({nv, 1});
           const at::Tensor rows = fwd_.row_nll(fwd_.final_norm(x, hs), toks, slice_rows());
-          for (size_t j = 0; j < nv; ++j) add(out[idx[s + j]], rows, static_cast<int64_t>(j) * cb, cb, T);
+          for (int64_t j = 0; j < nv; ++j) add(out[idx[s + static_cast<size_t>(j)]], rows, j * cb, cb, T);
         }
       }
     }
@@ -216,9 +230,23 @@ class Gpt2Model final : public Model {
     const Config& c = info_.config;
     return 4 * (2 * c.n_head * T * T + 2 * T * c.d_mlp + 16 * T * c.d_model + 3 * T * c.d_model);
   }
+  int divergence_key(const Variant& v) const {
+    const int n = info_.config.n_layer;
+    const int m = std::min(v.min_layer(), n);
+    if (m == n) return 2 * n;
+    for (const auto& op : v.ops)
+      if (op.layer == m && (op.op == HeadOp::attn_relu || op.op == HeadOp::attn_l1 || op.op == HeadOp::attn_identity))
+        return 2 * m;
+    return 2 * m + 1;
+  }
   int64_t max_rows(int64_t T) const { return std::max<int64_t>(1, budget_ / row_bytes(T)); }
+  // Positions per unembedding slice: a third of the budget for the [rows,
+  // vocab] logits on accelerators; on the CPU at most ~128 MB, as bigger
+  // blocks only add page-fault churn (every large allocation is a fresh mmap).
   int64_t slice_rows() const {
-    return std::clamp<int64_t>(budget_ / (4 * 3 * static_cast<int64_t>(info_.config.vocab)), 64, 16384);
+    const int64_t per_row = 4 * static_cast<int64_t>(info_.config.vocab);
+    const int64_t bytes = dev_.is_cpu() ? std::min<int64_t>(budget_ / 3, 128ll << 20) : budget_ / 3;
+    return std::clamp<int64_t>(bytes / per_row, 64, 16384);
   }
 
   void check_chunks(const Chunks& chunks) const {

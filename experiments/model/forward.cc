@@ -173,29 +173,51 @@ at::Tensor Forward::embed(const at::Tensor& tokens, const HookSet& hs) const {
   return embed + pos;
 }
 
-at::Tensor Forward::block(int l, const at::Tensor& resid_in, const HookSet& hs) const {
-  const BlockWeights& w = w_.blocks[static_cast<size_t>(l)];
-  const int64_t B = resid_in.size(0), T = resid_in.size(1);
-  const int64_t H = c_.n_head, dh = c_.d_head, d = c_.d_model;
-  const at::ScalarType mdt = w.W_QKV.scalar_type();
-  const bool named = hs.named();
-  const std::string prefix = named ? "blocks." + std::to_string(l) + "." : std::string();
-  auto hook = [&](const char* point, at::Tensor& t) {
-    if (named) hs.apply(prefix + point, t);
-  };
+namespace {
 
-  // This layer's interventions, by batch rows.
-  std::vector<HeadOpAt> z_ops, attn_ops;
+// Block l's interventions, split by the hook point they act at.
+void layer_ops(int l, int64_t T, const HookSet& hs, std::vector<HeadOpAt>* z_ops, std::vector<HeadOpAt>* attn_ops) {
   for (const auto& r : hs.rows)
     for (const auto& op : r.variant->ops) {
       if (op.layer != l) continue;
       if (op.position >= T)
         throw std::invalid_argument("head op at position " + std::to_string(op.position) + " but the sequence has " +
                                     std::to_string(T) + " tokens");
-      (is_attn_op(op.op) ? attn_ops : z_ops).push_back({r.begin, r.end, &op});
+      auto* dst = is_attn_op(op.op) ? attn_ops : z_ops;
+      if (dst) dst->push_back({r.begin, r.end, &op});
     }
+}
 
-  at::Tensor resid = resid_in;
+struct Hooker {
+  const HookSet& hs;
+  bool named;
+  std::string prefix;
+  Hooker(const HookSet& h, int l) : hs(h), named(h.named()) {
+    if (named) prefix = "blocks." + std::to_string(l) + ".";
+  }
+  void operator()(const char* point, at::Tensor& t) const {
+    if (named) hs.apply(prefix + point, t);
+  }
+  bool wants(const char* point) const { return named && hs.wants(prefix + point); }
+};
+
+}  // namespace
+
+at::Tensor Forward::block(int l, const at::Tensor& resid, const HookSet& hs) const {
+  at::Tensor r = resid;
+  at::Tensor z = attention_z(l, r, hs);
+  return block_after_z(l, r, z, hs);
+}
+
+at::Tensor Forward::attention_z(int l, at::Tensor& resid, const HookSet& hs) const {
+  const BlockWeights& w = w_.blocks[static_cast<size_t>(l)];
+  const int64_t B = resid.size(0), T = resid.size(1);
+  const int64_t H = c_.n_head, dh = c_.d_head;
+  const at::ScalarType mdt = w.W_QKV.scalar_type();
+  const Hooker hook(hs, l);
+  std::vector<HeadOpAt> attn_ops;
+  layer_ops(l, T, hs, nullptr, &attn_ops);
+
   hook("hook_resid_pre", resid);
 
   // x̂ = LN(resid);  q, k, v = x̂·W_{Q,K,V}[h] + b_{Q,K,V}[h]
@@ -208,14 +230,16 @@ at::Tensor Forward::block(int l, const at::Tensor& resid_in, const HookSet& hs) 
   hook("attn.hook_v", v);
 
   at::Tensor z;  // [B, H, T, dh]
-  const bool pattern_needed = !attn_ops.empty() || (named && (hs.wants(prefix + "attn.hook_attn_scores") ||
-                                                              hs.wants(prefix + "attn.hook_pattern")));
+  const bool pattern_needed =
+      !attn_ops.empty() || hook.wants("attn.hook_attn_scores") || hook.wants("attn.hook_pattern");
 #if TORCH_VERSION_MAJOR >= 2
   if (fast_attention_ && !pattern_needed) {
     z = at::scaled_dot_product_attention(q.permute({0, 2, 1, 3}).to(mdt), k.permute({0, 2, 1, 3}).to(mdt),
                                          v.permute({0, 2, 1, 3}).to(mdt), {}, 0.0, /*is_causal=*/true)
             .to(at::kFloat);
   }
+#else
+  (void)pattern_needed;
 #endif
   if (!z.defined()) {
     // s = q·kᵀ / √d_head, future keys −∞
@@ -226,24 +250,34 @@ at::Tensor Forward::block(int l, const at::Tensor& resid_in, const HookSet& hs) 
     hook("attn.hook_attn_scores", scores);
     // p = softmax_k(s) in fp32; NaN (all keys −∞, only possible after a hook) → 0
     at::Tensor pattern = at::softmax(scores, -1);
-    if (named && hs.wants(prefix + "attn.hook_attn_scores")) pattern.masked_fill_(at::isnan(pattern), 0.0);
+    if (hook.wants("attn.hook_attn_scores")) pattern.masked_fill_(at::isnan(pattern), 0.0);
     for (const auto& o : attn_ops) apply_attn_op(pattern, S, o);
     hook("attn.hook_pattern", pattern);
     // z = p·v
     z = matmul(pattern, v.permute({0, 2, 1, 3}), mdt);
   }
-  z = z.permute({0, 2, 1, 3}).contiguous();  // [B, T, H, dh]
+  return z.permute({0, 2, 1, 3}).contiguous();  // [B, T, H, dh]
+}
+
+at::Tensor Forward::block_after_z(int l, const at::Tensor& resid_in, at::Tensor z, const HookSet& hs) const {
+  const BlockWeights& w = w_.blocks[static_cast<size_t>(l)];
+  const int64_t B = resid_in.size(0), T = resid_in.size(1);
+  const int64_t H = c_.n_head, dh = c_.d_head, d = c_.d_model;
+  const Hooker hook(hs, l);
+  std::vector<HeadOpAt> z_ops;
+  layer_ops(l, T, hs, &z_ops, nullptr);
+
   for (const auto& o : z_ops) apply_z_op(z, o);
   hook("attn.hook_z", z);
 
   // attn_out = Σ_h z_h·W_O[h] + b_O
   at::Tensor attn_out = linear(z.reshape({B, T, H * dh}), w.W_O.view({H * dh, d}), w.b_O);
   hook("hook_attn_out", attn_out);
-  resid = resid + attn_out;
+  at::Tensor resid = resid_in + attn_out;
   hook("hook_resid_mid", resid);
 
   // mlp_out = gelu_new(LN(resid)·W_in + b_in)·W_out + b_out
-  x = layer_norm(resid, w.ln2_w, w.ln2_b, c_.eps);
+  at::Tensor x = layer_norm(resid, w.ln2_w, w.ln2_b, c_.eps);
   hook("ln2.hook_normalized", x);
   at::Tensor pre = linear(x, w.W_in, w.b_in);
   hook("mlp.hook_pre", pre);
@@ -276,9 +310,13 @@ at::Tensor Forward::row_nll(const at::Tensor& x, const at::Tensor& tokens, int64
   slice_rows = std::max<int64_t>(1, slice_rows);
   for (int64_t r = 0; r < N; r += slice_rows) {
     const int64_t n = std::min(slice_rows, N - r);
-    const at::Tensor logits = unembed(xs.narrow(0, r, n));  // [n, vocab] float32
-    const at::Tensor lse = at::logsumexp(logits, {1});
-    out.narrow(0, r, n).copy_(lse - logits.gather(1, tgt.narrow(0, r, n)).squeeze(1));
+    at::Tensor logits = unembed(xs.narrow(0, r, n));  // [n, vocab] float32
+    const at::Tensor target = logits.gather(1, tgt.narrow(0, r, n)).squeeze(1);
+    // −log p = logsumexp(logits) − logits[target]; the logsumexp is done in
+    // place on the slice (max-shifted), saving two vocab-wide temporaries.
+    const at::Tensor mx = logits.amax(1, /*keepdim=*/true);
+    logits.sub_(mx).exp_();
+    out.narrow(0, r, n).copy_(logits.sum(1).log_().add_(mx.squeeze(1)).sub_(target));
   }
   // Sum per row in double (on the CPU: MPS has no float64).
   return out.to(at::kCPU).to(at::kDouble).view({B, T - 1}).sum(1);

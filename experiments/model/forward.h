@@ -52,6 +52,13 @@ class Forward {
   at::Tensor embed(const at::Tensor& tokens, const HookSet& hs) const;
   // Block l: hook_resid_pre → … → hook_resid_post.
   at::Tensor block(int l, const at::Tensor& resid, const HookSet& hs) const;
+  // The two halves of block(): up to z (hook_resid_pre … hook_pattern; may
+  // replace `resid` via its hook; returns z [B, T, H, d_head] before the
+  // z interventions), and from z on (z interventions, hook_z … hook_resid_post;
+  // modifies z in place). Fusion reuses a clean z for variants that only
+  // act at hook_z of this block.
+  at::Tensor attention_z(int l, at::Tensor& resid, const HookSet& hs) const;
+  at::Tensor block_after_z(int l, const at::Tensor& resid, at::Tensor z, const HookSet& hs) const;
   // ln_final (LNPre when folded) → ln_final.hook_normalized.
   at::Tensor final_norm(const at::Tensor& resid, const HookSet& hs) const;
   // [.., d_model] normalized → [.., vocab] float32 logits.

@@ -128,6 +128,7 @@ std::vector<Variant> assorted_variants(const Model& m, const Config& c) {
     vs.push_back({{HeadIntervention{1, 1, op}}});
   // Several layers and kinds at once (cumulative-ablation style).
   vs.push_back({{HeadIntervention{2, 2, HeadOp::zero}, HeadIntervention{0, 0, HeadOp::attn_relu}, mean}});
+  vs.push_back({{HeadIntervention{0, 2, HeadOp::zero}, HeadIntervention{2, 1, HeadOp::attn_l1}}});
   return vs;
 }
 

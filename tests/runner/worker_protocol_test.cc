@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "fake_coordinator.h"
@@ -81,6 +82,24 @@ TEST_F(WorkerProtocol, LeasesInBatchesAndReportsEveryJob) {
   EXPECT_FALSE(caps[0].version().empty());
   EXPECT_NE(std::find(caps[0].job_kinds().begin(), caps[0].job_kinds().end(), "selftest.reduce"),
             caps[0].job_kinds().end());
+}
+
+TEST_F(WorkerProtocol, ThousandsOfTrivialJobsEachReportedOnce) {
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) fake.add_job(map_job(i, {{"work", 0}}));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto w = worker({.name = "fast", .slots = 1, .batch = 256});
+  ASSERT_TRUE(wait_until([&] { return fake.results().size() >= n; }, 120, 0.01)) << w->log();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stop(*w);
+  std::set<int64_t> ids;
+  for (const auto& r : fake.results()) {
+    EXPECT_TRUE(r.ok());
+    ids.insert(r.job_id());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(n));
+  EXPECT_EQ(fake.results().size(), static_cast<size_t>(n));
+  std::printf("[ info ] %d trivial jobs through one worker and the fake coordinator in %.2f s (%.0f/s)\n", n, s, n / s);
 }
 
 TEST_F(WorkerProtocol, LostLeaseStopsTheJobAndDropsItsResult) {

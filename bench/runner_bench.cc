@@ -1,0 +1,249 @@
+// runner_bench: unit completions per second through the real coordinator.
+//
+// For each worker count W it starts a fresh spt-server (SQLite in a temp
+// dir) and W spt-worker processes on loopback, submits a selftest sweep of
+// trivial jobs (work=0), and times submit -> experiment done. It reports
+// completions/s, wall time per unit, and CPU time per unit spent in the
+// server and in the workers (from /proc), which is the per-unit overhead of
+// the runner itself since the jobs do no work.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "client/connection.h"
+#include "spt/util.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = spt::v1;
+
+struct Child {
+  pid_t pid = -1;
+};
+
+Child spawn(const std::vector<std::string>& argv, const std::string& log, const std::string& token) {
+  std::vector<std::string> args = argv, env;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "SPT_", 4) != 0) env.emplace_back(*e);
+  env.push_back("SPT_TOKEN=" + token);
+  std::vector<char*> a, en;
+  for (auto& s : args) a.push_back(s.data());
+  a.push_back(nullptr);
+  for (auto& s : env) en.push_back(s.data());
+  en.push_back(nullptr);
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execve(a[0], a.data(), en.data());
+    _exit(127);
+  }
+  close(fd);
+  return {pid};
+}
+
+void stop(Child& c) {
+  if (c.pid <= 0) return;
+  kill(c.pid, SIGTERM);
+  for (int i = 0; i < 300; ++i) {
+    if (waitpid(c.pid, nullptr, WNOHANG) == c.pid) {
+      c.pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(c.pid, SIGKILL);
+  waitpid(c.pid, nullptr, 0);
+  c.pid = -1;
+}
+
+// utime + stime of a live process, in seconds.
+double cpu_s(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto rp = s.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream f(s.substr(rp + 2));
+  std::string tok;
+  double ut = 0, st = 0;
+  for (int field = 3; f >> tok; ++field) {
+    if (field == 14) ut = std::stod(tok);
+    if (field == 15) {
+      st = std::stod(tok);
+      break;
+    }
+  }
+  return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+int free_port() {
+  for (int p = 20000 + getpid() % 20000;; ++p) {
+    // Cheap probe: try to bind.
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(p));
+    const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    if (ok) return p;
+  }
+}
+
+struct Row {
+  int workers;
+  int64_t units;
+  double wall_s, server_cpu_s, worker_cpu_s;
+};
+
+bool run_one(const std::string& server_bin, const std::string& worker_bin, int W, int64_t n, int batch, int slots,
+             const std::string& tmp_root, Row* row) {
+  const std::string dir = tmp_root + "/w" + std::to_string(W);
+  fs::create_directories(dir);
+  const std::string token = "bench-token";
+  spt::write_file_atomic(dir + "/token", token + "\n");
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  Child server = spawn({server_bin, "--listen", addr, "--db", dir + "/spt.db", "--data-dir", dir + "/data",
+                        "--token-file", dir + "/token"},
+                       dir + "/server.log", token);
+  auto stub = v1::ControlService::NewStub(spt::rpc::make_channel(addr));
+  auto call_status = [&](v1::StatusResponse* resp, int64_t id) {
+    grpc::ClientContext ctx;
+    spt::rpc::prepare(ctx, token, 5);
+    v1::StatusRequest req;
+    if (id) req.mutable_experiment()->set_id(id);
+    return stub->Status(&ctx, req, resp);
+  };
+  bool up = false;
+  for (int i = 0; i < 200 && !up; ++i) {
+    v1::StatusResponse r;
+    up = call_status(&r, 0).ok();
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!up) {
+    std::fprintf(stderr, "server did not start; see %s/server.log\n", dir.c_str());
+    stop(server);
+    return false;
+  }
+  std::vector<Child> workers;
+  for (int w = 0; w < W; ++w)
+    workers.push_back(spawn({worker_bin, "--server", addr, "--name", "bench-" + std::to_string(w), "--slots",
+                             std::to_string(slots), "--threads", "1", "--batch", std::to_string(batch),
+                             "--cache-dir", dir + "/cache"},
+                            dir + "/worker-" + std::to_string(w) + ".log", token));
+  // Wait for every worker to register.
+  for (int i = 0; i < 200; ++i) {
+    v1::StatusResponse r;
+    if (call_status(&r, 0).ok() && r.workers_size() >= W) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::vector<double> cpu0;
+  cpu0.push_back(cpu_s(server.pid));
+  for (auto& w : workers) cpu0.push_back(cpu_s(w.pid));
+
+  const double t0 = spt::monotonic_s();
+  v1::SubmitResponse sub;
+  {
+    grpc::ClientContext ctx;
+    spt::rpc::prepare(ctx, token, 120);
+    v1::SubmitRequest req;
+    req.set_experiment("selftest");
+    (*req.mutable_params())["n"] = std::to_string(n);
+    (*req.mutable_params())["work"] = "0";
+    const grpc::Status s = stub->Submit(&ctx, req, &sub);
+    if (!s.ok()) {
+      std::fprintf(stderr, "submit failed: %s\n", spt::rpc::status_text(s).c_str());
+      return false;
+    }
+  }
+  std::string state;
+  v1::ExperimentStatus last;
+  while (spt::monotonic_s() - t0 < 600) {
+    v1::StatusResponse r;
+    if (call_status(&r, sub.experiment_id()).ok() && r.experiments_size()) {
+      last = r.experiments(0);
+      state = last.state();
+      if (state != "running") break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double wall = spt::monotonic_s() - t0;
+  row->workers = W;
+  row->units = last.counts().done();
+  row->wall_s = wall;
+  row->server_cpu_s = cpu_s(server.pid) - cpu0[0];
+  row->worker_cpu_s = 0;
+  for (size_t i = 0; i < workers.size(); ++i) row->worker_cpu_s += cpu_s(workers[i].pid) - cpu0[i + 1];
+  for (auto& w : workers) stop(w);
+  stop(server);
+  if (state != "done") {
+    std::fprintf(stderr, "W=%d: experiment ended '%s' (%lld/%lld done); logs in %s\n", W, state.c_str(),
+                 static_cast<long long>(last.counts().done()), static_cast<long long>(last.counts().total()),
+                 dir.c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string server_bin = SPT_BENCH_SERVER_BIN, worker_bin = SPT_BENCH_WORKER_BIN;
+  std::vector<int> counts = {1, 2, 4};
+  int64_t n = 20000;
+  int batch = 256, slots = 1;
+  bool keep = false;
+  CLI::App app{"runner_bench: selftest completions/s through spt-server with W local workers"};
+  app.add_option("--server-bin", server_bin)->capture_default_str();
+  app.add_option("--worker-bin", worker_bin)->capture_default_str();
+  app.add_option("--workers", counts, "worker counts to measure")->delimiter(',')->capture_default_str();
+  app.add_option("-n,--units", n, "map jobs per run")->capture_default_str()->check(CLI::Range(1, 1000000));
+  app.add_option("--batch", batch, "worker lease batch")->capture_default_str()->check(CLI::Range(1, 10000));
+  app.add_option("--slots", slots, "slots per worker")->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_flag("--keep", keep, "keep the temp dir (logs, dbs)");
+  CLI11_PARSE(app, argc, argv);
+
+  char tmpl[] = "/tmp/spt-runner-bench-XXXXXX";
+  const std::string root = mkdtemp(tmpl);
+  std::printf("runner_bench: selftest n=%lld work=0, batch %d, slots %d, %u cores\n", static_cast<long long>(n), batch,
+              slots, std::thread::hardware_concurrency());
+  std::printf("%8s %8s %9s %12s %12s %16s %16s\n", "workers", "units", "wall_s", "units/s", "wall_us/unit",
+              "server_cpu_us/u", "worker_cpu_us/u");
+  int rc = 0;
+  for (int W : counts) {
+    Row r{};
+    if (!run_one(server_bin, worker_bin, W, n, batch, slots, root, &r)) {
+      rc = 1;
+      continue;
+    }
+    std::printf("%8d %8lld %9.2f %12.0f %12.1f %16.1f %16.1f\n", r.workers, static_cast<long long>(r.units), r.wall_s,
+                r.units / r.wall_s, 1e6 * r.wall_s / r.units, 1e6 * r.server_cpu_s / r.units,
+                1e6 * r.worker_cpu_s / r.units);
+    std::fflush(stdout);
+  }
+  if (!keep) fs::remove_all(root);
+  else std::printf("logs in %s\n", root.c_str());
+  return rc;
+}

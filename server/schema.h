@@ -1,0 +1,113 @@
+#pragma once
+// The store's schema as an ordered list of migrations: kMigrations[i] takes
+// the database from version i to i+1. Never edit a released migration;
+// append a new one. Indexes exist for the hot paths named beside them.
+namespace spt::server {
+
+inline const char* const kMigrations[] = {
+    // ---- v1
+    R"sql(
+CREATE TABLE experiments(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,                  -- "selftest", "exp10", ...
+  parts TEXT NOT NULL,
+  params_json TEXT NOT NULL,           -- the plan's normalised params
+  priority INTEGER NOT NULL,
+  state TEXT NOT NULL,                 -- running | done | failed | cancelled
+  submitted_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL DEFAULT 0,
+  cancelled INTEGER NOT NULL DEFAULT 0,
+  forced INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX experiments_by_name ON experiments(name, id);
+CREATE INDEX experiments_by_state ON experiments(state);
+
+CREATE TABLE jobs(
+  id INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  params_json TEXT NOT NULL,
+  model TEXT NOT NULL,                 -- affinity key, '' = none
+  reduce INTEGER NOT NULL,
+  state TEXT NOT NULL,                 -- blocked|pending|leased|done|failed|cancelled
+  priority INTEGER NOT NULL,           -- copied from the experiment
+  attempts INTEGER NOT NULL DEFAULT 0, -- leases handed out
+  max_attempts INTEGER NOT NULL,
+  expiries INTEGER NOT NULL DEFAULT 0, -- leases that ran out
+  not_before_ms INTEGER NOT NULL DEFAULT 0,  -- retry backoff
+  lease_id TEXT,
+  lease_owner TEXT,                    -- worker id
+  lease_expires_ms INTEGER NOT NULL DEFAULT 0,
+  timeout_s INTEGER NOT NULL,
+  result_json TEXT,
+  error TEXT NOT NULL DEFAULT '',      -- last error
+  log TEXT NOT NULL DEFAULT '',        -- tail of the last attempt's log
+  seconds REAL NOT NULL DEFAULT 0,
+  content_key TEXT NOT NULL,
+  n_deps_left INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL DEFAULT 0,
+  finished_ms INTEGER NOT NULL DEFAULT 0,
+  reused_from INTEGER,                 -- job whose stored result this is
+  UNIQUE(experiment_id, name));
+-- lease: next jobs in priority order; affinity: same priority and model
+CREATE INDEX jobs_ready ON jobs(priority DESC, id) WHERE state = 'pending';
+CREATE INDEX jobs_affinity ON jobs(priority, model, id) WHERE state = 'pending';
+-- long-poll: when the next backed-off job becomes leasable
+CREATE INDEX jobs_deferred ON jobs(not_before_ms) WHERE state = 'pending';
+-- heartbeat, reaper, worker listing
+CREATE INDEX jobs_by_lease ON jobs(lease_id) WHERE state = 'leased';
+CREATE INDEX jobs_by_expiry ON jobs(lease_expires_ms) WHERE state = 'leased';
+CREATE INDEX jobs_by_owner ON jobs(lease_owner) WHERE state = 'leased';
+-- submit: stored results
+CREATE INDEX jobs_by_content ON jobs(content_key) WHERE state = 'done';
+-- status counts, completion checks, throughput windows
+CREATE INDEX jobs_by_experiment ON jobs(experiment_id, state, finished_ms);
+
+CREATE TABLE deps(
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  dep_id INTEGER NOT NULL REFERENCES jobs(id),
+  PRIMARY KEY(job_id, dep_id)) WITHOUT ROWID;
+CREATE INDEX deps_by_dep ON deps(dep_id);  -- release dependents
+
+CREATE TABLE workers(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  caps_json TEXT NOT NULL,
+  job_kinds_json TEXT NOT NULL,        -- JSON array; [] = any kind
+  registered_ms INTEGER NOT NULL,
+  last_heartbeat_ms INTEGER NOT NULL,
+  loaded_models TEXT NOT NULL DEFAULT '[]',
+  jobs_done INTEGER NOT NULL DEFAULT 0);
+
+-- Content-addressed blobs (bytes on disk) and the names registered for
+-- them (models, datasets); experiment outputs are attached per experiment.
+CREATE TABLE blobs(
+  sha256 TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  media_type TEXT NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE TABLE names(
+  name TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+  created_ms INTEGER NOT NULL);
+CREATE TABLE experiment_artifacts(
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  name TEXT NOT NULL,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  media_type TEXT NOT NULL,
+  PRIMARY KEY(experiment_id, name));
+CREATE INDEX experiment_artifacts_by_job ON experiment_artifacts(job_id);
+
+CREATE TABLE job_events(
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  unix_ms INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  detail TEXT NOT NULL);
+CREATE INDEX job_events_by_job ON job_events(job_id);
+)sql",
+};
+
+}  // namespace spt::server

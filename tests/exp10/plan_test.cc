@@ -1,0 +1,146 @@
+// plan_exp10: parts, dependency closure, step lists, parameter checks.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "exp10/common.h"
+#include "spt/plan.h"
+
+namespace spt::plan {
+namespace {
+
+Plan make(const std::string& parts, std::map<std::string, std::string> params = {}) {
+  return make_plan({"exp10", parts, std::move(params)});
+}
+
+std::map<std::string, const JobSpec*> by_name(const Plan& p) {
+  std::map<std::string, const JobSpec*> m;
+  for (const auto& j : p.jobs) m[j.name] = &j;
+  return m;
+}
+
+int count_prefix(const Plan& p, const std::string& prefix) {
+  return static_cast<int>(std::count_if(p.jobs.begin(), p.jobs.end(),
+                                        [&](const JobSpec& j) { return j.name.rfind(prefix, 0) == 0; }));
+}
+
+TEST(Exp10Steps, PublishedListsForGpt2) {
+  using spt::exp10::step_list;
+  using spt::exp10::Steps;
+  const auto c = step_list(Steps::c, 144);
+  EXPECT_EQ(c.size(), 21u);
+  EXPECT_EQ(c.front(), 0);
+  EXPECT_EQ(c.back(), 144);
+  EXPECT_TRUE(std::count(c.begin(), c.end(), 43));
+  EXPECT_EQ(step_list(Steps::fine, 132).size(), 19u);
+  EXPECT_EQ(step_list(Steps::fine, 126).size(), 18u);
+  EXPECT_EQ(step_list(Steps::fine, 126)[16], 120);
+  const auto v4 = step_list(Steps::v4, 132);
+  EXPECT_EQ(v4, (std::vector<int>{0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 132}));
+  // Clipped to tiny models, always ending with the total.
+  EXPECT_EQ(step_list(Steps::c, 8), (std::vector<int>{0, 5, 8}));
+  EXPECT_EQ(step_list(Steps::fine, 4), (std::vector<int>{0, 4}));
+  EXPECT_EQ(step_list(Steps::fine, 5), (std::vector<int>{0, 5}));
+  EXPECT_EQ(step_list(Steps::v4, 4), (std::vector<int>{0, 4}));
+}
+
+TEST(Exp10Plan, DefaultIsAbcdForGpt2) {
+  const Plan p = make("");
+  EXPECT_EQ(p.parts, "abcd");
+  const auto m = by_name(p);
+  EXPECT_EQ(count_prefix(p, "a/head/"), 144);
+  EXPECT_EQ(count_prefix(p, "c/step/"), 20);
+  ASSERT_TRUE(m.count("a/baseline") && m.count("a/reduce") && m.count("c/reduce") && m.count("exp10/report"));
+  EXPECT_EQ(p.jobs.size(), 1u + 144 + 1 + 20 + 1 + 1);
+  for (const auto& j : p.jobs) {
+    EXPECT_EQ(j.model, "gpt2") << j.name;
+    EXPECT_EQ(j.params.at("n_layer"), 12);
+    EXPECT_EQ(j.params.at("max_tokens"), 2048);
+    EXPECT_EQ(j.reduce, j.kind == std::string(spt::exp10::kKindReduce)) << j.name;
+  }
+  EXPECT_EQ(m.at("a/head/L0H8")->params.at("variant").at("heads"), nlohmann::json::parse("[[0,8]]"));
+  EXPECT_EQ(m.at("c/step/43")->deps, (std::vector<std::string>{"a/reduce"}));
+  EXPECT_EQ(m.at("a/reduce")->deps.size(), 145u);
+  EXPECT_EQ(p.params.at("precision"), "fp32");
+}
+
+TEST(Exp10Plan, PartsPullInWhatTheyRead) {
+  EXPECT_EQ(make("c").parts, "ac");
+  EXPECT_EQ(make("g").parts, "acg");
+  EXPECT_EQ(make("f").parts, "aef");
+  EXPECT_EQ(make("l").parts, "aeijkl");
+  EXPECT_EQ(make("v").parts, "aeijkv");
+  EXPECT_EQ(make("all").parts, "abcdefghijklv");
+  EXPECT_EQ(make("DCBA").parts, "abcd");
+  EXPECT_THROW(make("ax"), PlanError);
+  EXPECT_THROW(make("p"), PlanError);  // Phase 3 is not part of this family's plan
+}
+
+TEST(Exp10Plan, UnitsPerPartForGpt2) {
+  const Plan p = make("all");
+  EXPECT_EQ(count_prefix(p, "e/head/"), 144);
+  EXPECT_EQ(count_prefix(p, "f/step/"), 18);
+  EXPECT_EQ(count_prefix(p, "g/step/"), 18);
+  EXPECT_EQ(count_prefix(p, "i/head/"), 396);
+  EXPECT_EQ(count_prefix(p, "k/best/"), 18);
+  EXPECT_EQ(count_prefix(p, "k/mixed/"), 18);
+  EXPECT_EQ(count_prefix(p, "v/top/"), 10);
+  EXPECT_EQ(count_prefix(p, "v/step/"), 11);
+  const auto m = by_name(p);
+  for (const char* n : {"means/v2k", "means/vfull", "h/joint_zero", "h/joint_mean", "h/step/all", "j/reduce",
+                        "l/reduce", "v/reduce", "v/top1_mean", "exp10b/report", "exp10c/report"})
+    EXPECT_TRUE(m.count(n)) << n;
+  EXPECT_EQ(m.at("v/baseline")->params.at("max_tokens"), 999999);
+  EXPECT_EQ(m.at("v/baseline")->params.at("chunks"), "vfull");
+  EXPECT_EQ(m.at("e/head/L3H4")->deps, (std::vector<std::string>{"means/v2k"}));
+  // Every dependency names an earlier job (make_plan checks it too).
+  std::set<std::string> seen;
+  for (const auto& j : p.jobs) {
+    for (const auto& d : j.deps) EXPECT_TRUE(seen.count(d)) << j.name << " -> " << d;
+    seen.insert(j.name);
+  }
+}
+
+TEST(Exp10Plan, TinyModelClipsSteps) {
+  const Plan p = make("all", {{"model", "/models/tiny"}, {"n_layer", "2"}, {"n_head", "4"}, {"chunk_len", "64"},
+                              {"max_tokens", "256"}, {"v_max_tokens", "512"}});
+  const auto m = by_name(p);
+  EXPECT_EQ(count_prefix(p, "a/head/"), 8);
+  EXPECT_TRUE(m.count("c/step/5") && m.count("c/step/8"));
+  EXPECT_EQ(count_prefix(p, "c/step/"), 2);
+  EXPECT_EQ(count_prefix(p, "f/step/"), 1);
+  EXPECT_TRUE(m.count("f/step/4"));
+  EXPECT_EQ(count_prefix(p, "h/step/"), 1);  // only "all"
+  EXPECT_EQ(count_prefix(p, "i/head/"), 12);
+  EXPECT_EQ(count_prefix(p, "v/top/"), 8);
+  EXPECT_TRUE(m.count("v/step/4"));
+  for (const auto& j : p.jobs) EXPECT_EQ(j.model, "/models/tiny");
+}
+
+TEST(Exp10Plan, RejectsBadParams) {
+  EXPECT_THROW(make("a", {{"model", "/models/tiny"}}), PlanError);  // dims unknown
+  EXPECT_THROW(make("a", {{"n_layer", "24"}}), PlanError);          // contradicts gpt2
+  EXPECT_THROW(make("a", {{"precision", "fp16"}}), PlanError);
+  EXPECT_THROW(make("a", {{"chunk_len", "2048"}}), PlanError);      // > gpt2's context
+  EXPECT_THROW(make("a", {{"max_token", "10"}}), PlanError);        // typo: unknown param
+  EXPECT_THROW(make("a", {{"bos", "2"}}), PlanError);
+  EXPECT_THROW(make("a", {{"model_sha256", "xyz"}}), PlanError);
+  EXPECT_THROW(make("f", {{"model", "/m"}, {"n_layer", "1"}, {"n_head", "4"}}), PlanError);
+  EXPECT_NO_THROW(make("a", {{"model", "gpt2-medium"}, {"precision", "bf16"}}));
+  EXPECT_EQ(make("a", {{"model", "gpt2-xl"}}).jobs.size(), 1u + 48 * 25 + 1 + 1);
+}
+
+TEST(Exp10Plan, FuseSwitchReachesPplJobsOnly) {
+  const Plan p = make("a", {{"fuse", "0"}});
+  for (const auto& j : p.jobs)
+    if (j.kind == std::string(spt::exp10::kKindPpl))
+      EXPECT_EQ(j.params.at("fuse"), false);
+    else
+      EXPECT_FALSE(j.params.contains("fuse"));
+  EXPECT_FALSE(make("a").jobs.front().params.contains("fuse"));
+}
+
+}  // namespace
+}  // namespace spt::plan
