@@ -128,7 +128,6 @@ class Store {
   void migrate();
 
   // Helpers run inside a transaction, with mu_ held.
-  struct Picked;
   std::vector<int64_t> pick(const std::string& kinds_json, const std::vector<std::string>& loaded,
                             int max_jobs, int64_t now);
   void release_dependents(int64_t job_id);

@@ -354,8 +354,13 @@ class ModelExecutor : public Executor {
       return a.rv.variant.min_layer() < b.rv.variant.min_layer();
     });
     const bool fuse_env = env_or("SPT_EXP10_FUSE", "1") != "0";
-    const size_t max_batch =
-        static_cast<size_t>(std::max(1, std::atoi(env_or("SPT_EXP10_FUSE_MAX", "48").c_str())));
+    // A sub-batch is reported as a whole, so bound its work: at most
+    // SPT_EXP10_FUSE_MAX variants and SPT_EXP10_FUSE_TOKENS variant-tokens
+    // (V2K: 48 variants per call; the full split: a few).
+    const int64_t token_budget = std::max<int64_t>(1, std::atoll(env_or("SPT_EXP10_FUSE_TOKENS", "1048576").c_str()));
+    const size_t max_batch = static_cast<size_t>(
+        std::max<int64_t>(1, std::min<int64_t>(std::atoi(env_or("SPT_EXP10_FUSE_MAX", "48").c_str()),
+                                               token_budget / std::max<int64_t>(1, cs.total_tokens))));
     size_t pos = 0;
     while (pos < items.size()) {
       if (ctx.should_stop()) return;

@@ -13,6 +13,9 @@
 // layer is shared — and reports each job on its own as soon as its
 // sub-batch is done. Fusion can be switched off per job (params.fuse =
 // false) or per worker ($SPT_EXP10_FUSE=0): then each job is one nll().
+// Other knobs (environment): SPT_EXP10_FUSE_MAX (variants per fused call,
+// 48), SPT_EXP10_FUSE_TOKENS (variant-tokens per fused call, 2^20),
+// SPT_EXP10_MODEL_CACHE (models kept loaded, 2).
 //
 // Result of an exp10.ppl job:
 //   {ppl (4 dp), nll_sum, n_tokens (predicted), n_chunks, total_tokens,

@@ -233,7 +233,6 @@ Plan plan_exp10(const Request& req) {
             {"a/reduce"});
       deps.push_back(name);
     }
-    for (const auto& d : b.present({"c/reduce", "f/reduce"})) deps.push_back(d);
     b.add("g/reduce", spt::exp10::kKindReduce, reducer("g"), deps, true);
   }
   if (has_part('h')) {

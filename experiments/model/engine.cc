@@ -160,7 +160,7 @@ class Gpt2Model final : public Model {
                        }});
     HookSet hs;
     hs.hooks = &hooks;
-    for (const auto& batch : batches(chunks)) {
+    for (const auto& batch : batches(chunks, 1)) {
       const at::Tensor tokens = to_tokens(chunks, batch);
       at::Tensor resid = fwd_.embed(tokens, hs);
       for (int l = 0; l < c.n_layer; ++l) resid = fwd_.block(l, resid, hs);
@@ -271,12 +271,13 @@ class Gpt2Model final : public Model {
       throw std::invalid_argument("token ids outside the vocabulary [0, " + std::to_string(c.vocab) + ")");
   }
 
-  // Chunks of equal length (≥ 2 tokens; shorter ones predict nothing) in
-  // batches that fit the budget; chunk order kept within a length.
-  std::vector<std::vector<size_t>> batches(const Chunks& chunks) const {
+  // Chunks of equal length (≥ min_len tokens: a 1-token chunk predicts
+  // nothing but still has activations) in batches that fit the budget;
+  // chunk order kept within a length.
+  std::vector<std::vector<size_t>> batches(const Chunks& chunks, size_t min_len = 2) const {
     std::map<size_t, std::vector<size_t>> by_len;
     for (size_t i = 0; i < chunks.size(); ++i)
-      if (chunks[i].size() >= 2) by_len[chunks[i].size()].push_back(i);
+      if (chunks[i].size() >= min_len) by_len[chunks[i].size()].push_back(i);
     std::vector<std::vector<size_t>> out;
     for (const auto& [len, idx] : by_len) {
       const size_t per = static_cast<size_t>(max_rows(static_cast<int64_t>(len)));

@@ -3,6 +3,7 @@
 // the executors (in process, batched and fused as on a worker) agrees with
 // a direct, unfused computation by the engine.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -12,9 +13,9 @@
 #include "analysis/thresholds.h"
 #include "exp10/common.h"
 #include "exp10/executors.h"
+#include "exp10/local_run.h"
 #include "exp10/orders.h"
 #include "exp10/variants.h"
-#include "local_runner.h"
 #include "report/gnuplot.h"
 #include "report/markdown.h"
 #include "spt/gpt2.h"
@@ -120,7 +121,7 @@ gpt2::Chunks* Exp10Exec::vfull_ = nullptr;
 
 TEST_F(Exp10Exec, ChainAbcdMatchesDirectComputation) {
   ASSERT_EQ(v2k_->size(), 4u);
-  const auto run = test::run_plan_locally(make("abcd"), reg_, ctx_);
+  const auto run = run_plan_in_process(make("abcd"), reg_, ctx_);
   const json& a = run.results.at("a/reduce");
   const json& c = run.results.at("c/reduce");
   const json& r = run.results.at("exp10/report");
@@ -199,8 +200,8 @@ TEST_F(Exp10Exec, ChainAbcdMatchesDirectComputation) {
 }
 
 TEST_F(Exp10Exec, FusedMatchesUnfused) {
-  const auto fused = test::run_plan_locally(make("a"), reg_, ctx_);
-  const auto plain = test::run_plan_locally(make("a", {{"fuse", "0"}}), reg_, ctx_);
+  const auto fused = run_plan_in_process(make("a"), reg_, ctx_);
+  const auto plain = run_plan_in_process(make("a", {{"fuse", "0"}}), reg_, ctx_);
   const double bf = result_ppl(fused.results.at("a/baseline")), bu = result_ppl(plain.results.at("a/baseline"));
   EXPECT_NEAR(bf / bu, 1.0, 1e-6);
   bool any_fused = false;
@@ -218,7 +219,7 @@ TEST_F(Exp10Exec, FusedMatchesUnfused) {
 }
 
 TEST_F(Exp10Exec, MeansMatchHeadZSums) {
-  const auto run = test::run_plan_locally(make("e"), reg_, ctx_);
+  const auto run = run_plan_in_process(make("e"), reg_, ctx_);
   const HeadMeans m = means_from_json(run.results.at("means/v2k"));
   const auto sums = direct_->head_z_sums(*v2k_);
   const auto& cfg = direct_->info().config;
@@ -238,7 +239,7 @@ TEST_F(Exp10Exec, MeansMatchHeadZSums) {
 }
 
 TEST_F(Exp10Exec, AllPartsRunAndAgreeWithTheEngine) {
-  const auto run = test::run_plan_locally(make("all"), reg_, ctx_);
+  const auto run = run_plan_in_process(make("all"), reg_, ctx_);
   const auto& R = run.results;
   const double base_r = R.at("a/reduce").at("baseline_ppl").get<double>();
   // I: one linearised head, directly.

@@ -3,6 +3,7 @@
 // thresholds, statistics, layer statistics, exp3ef correlation, provenance,
 // reports and figures.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "model/checkpoint.h"
@@ -21,12 +23,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
+fs::path temp_root() { return fs::temp_directory_path() / ("spt_ckpt_test_" + std::to_string(::getpid())); }
+
 fs::path temp_dir(const std::string& tag) {
-  fs::path p = fs::temp_directory_path() / ("spt_ckpt_test_" + tag + "_" + std::to_string(::getpid()));
+  fs::path p = temp_root() / tag;
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
 }
+
+// Removes this process's scratch folders at exit.
+class Cleanup : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(temp_root()); }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new Cleanup);
 
 std::string golden(const std::string& name) { return std::string(SPT_TEST_DATA) + "/golden/" + name; }
 

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "model/testmodel.h"
 #include "spt/gpt2.h"
 #include "spt/gpt2_hooks.h"
@@ -17,9 +19,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A generated model folder per spec, made once per test binary.
+fs::path temp_root() { return fs::temp_directory_path() / ("spt_engine_test_" + std::to_string(::getpid())); }
+
+class Cleanup : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(temp_root()); }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new Cleanup);
+
+// A generated model folder per tag, made once per test process.
 std::string model_dir(const std::string& tag, TestModelSpec spec) {
-  const fs::path p = fs::temp_directory_path() / ("spt_engine_test_" + std::to_string(::getpid())) / tag;
+  const fs::path p = temp_root() / tag;
   if (!fs::exists(p / "model.safetensors")) write_test_model(p.string(), spec);
   return p.string();
 }

@@ -1,32 +1,20 @@
-#pragma once
-// Runs a plan in process, the way the coordinator would: in waves of jobs
-// whose dependencies are done, each wave's jobs batched per kind and handed
-// to the registered executor (so the model executor fuses them), upstream
-// results passed as inputs. For tests of executors without the runner.
-#include <gtest/gtest.h>
+#include "exp10/local_run.h"
 
-#include <map>
 #include <set>
 #include <stdexcept>
-#include <string>
-#include <vector>
 
-#include "spt/job.h"
-#include "spt/plan.h"
+#include "spt/util.h"
 
-namespace spt::test {
+namespace spt::exp10 {
 
-struct LocalRun {
-  std::map<std::string, nlohmann::json> results;        // by job name
-  std::map<std::string, std::vector<OutputFile>> files;  // by job name
-  std::map<std::string, int> reports;                    // done() calls per job
-};
-
-inline LocalRun run_plan_locally(const plan::Plan& p, ExecutorRegistry& reg, ExecContext& ctx) {
+LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecContext& ctx,
+                             const std::function<void(const std::string&, double)>& on_done) {
   LocalRun run;
+  const double t0 = monotonic_s();
   std::set<std::string> done;
   std::map<std::string, const plan::JobSpec*> by_name;
   for (const auto& j : p.jobs) by_name[j.name] = &j;
+  int64_t next_id = 1;
   while (done.size() < p.jobs.size()) {
     std::map<std::string, std::vector<const plan::JobSpec*>> wave;  // by kind
     for (const auto& j : p.jobs) {
@@ -38,11 +26,11 @@ inline LocalRun run_plan_locally(const plan::Plan& p, ExecutorRegistry& reg, Exe
     if (wave.empty()) throw std::logic_error("plan has a cycle or a missing dependency");
     for (const auto& [kind, js] : wave) {
       Executor* ex = reg.find(kind);
-      if (!ex) throw std::runtime_error("no executor for kind " + kind);
+      if (!ex) throw std::runtime_error("no executor registered for kind " + kind);
       std::vector<JobSpec> batch;
       for (const auto* j : js) {
         JobSpec s;
-        s.id = static_cast<int64_t>(run.results.size() + batch.size() + 1);
+        s.id = next_id++;
         s.experiment = p.experiment;
         s.name = j->name;
         s.kind = j->kind;
@@ -55,18 +43,20 @@ inline LocalRun run_plan_locally(const plan::Plan& p, ExecutorRegistry& reg, Exe
       ex->run(batch, ctx, [&](size_t i, Outcome o) {
         ++run.reports[batch.at(i).name];
         outs.at(i) = std::move(o);
+        if (on_done) on_done(batch.at(i).name, monotonic_s() - t0);
       });
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (run.reports[batch[i].name] != 1)
-          throw std::runtime_error(batch[i].name + " reported " + std::to_string(run.reports[batch[i].name]) + " times");
+        const int n = run.reports[batch[i].name];
+        if (n != 1) throw std::runtime_error(batch[i].name + " reported " + std::to_string(n) + " times");
         if (!outs[i].ok) throw std::runtime_error(batch[i].name + " failed: " + outs[i].error);
-        run.results[batch[i].name] = outs[i].result;
-        run.files[batch[i].name] = outs[i].files;
+        run.results[batch[i].name] = std::move(outs[i].result);
+        run.files[batch[i].name] = std::move(outs[i].files);
         done.insert(batch[i].name);
       }
     }
   }
+  run.seconds = monotonic_s() - t0;
   return run;
 }
 
-}  // namespace spt::test
+}  // namespace spt::exp10

@@ -1,0 +1,394 @@
+#include "service.h"
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "spt/hash.h"
+#include "spt/plan.h"
+
+namespace spt::server {
+
+namespace {
+
+constexpr size_t kChunk = 1 << 20;  // FetchBlob chunk size
+constexpr int kMaxLeaseBatch = 10000;
+constexpr size_t kMaxName = 512;
+
+grpc::Status invalid(const std::string& msg) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, msg); }
+
+// Runs a handler body, mapping the store's exceptions to gRPC statuses.
+template <class F>
+grpc::Status guarded(const char* rpc, F&& body) {
+  try {
+    return body();
+  } catch (const NotFound& e) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, e.what());
+  } catch (const BadRequest& e) {
+    return invalid(e.what());
+  } catch (const plan::PlanError& e) {
+    return invalid(e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("{}: {}", rpc, e.what());
+    return grpc::Status(grpc::StatusCode::INTERNAL, std::string(rpc) + ": " + e.what());
+  }
+}
+
+#define SPT_AUTH(ctx)                             \
+  do {                                            \
+    grpc::Status auth_status = auth_.check(ctx);  \
+    if (!auth_status.ok()) return auth_status;    \
+  } while (0)
+
+grpc::Status check_ref(const v1::ExperimentRef& ref) {
+  if (ref.id() < 0) return invalid("experiment id must be positive");
+  if (ref.id() == 0 && ref.name().empty()) return invalid("name an experiment by id or by name");
+  return grpc::Status::OK;
+}
+
+grpc::Status check_worker_id(const std::string& id) {
+  if (id.empty()) return invalid("worker_id is required (call Register first)");
+  return grpc::Status::OK;
+}
+
+grpc::Status put_blob(Store& store, BlobStore& blobs, grpc::ServerReader<v1::BlobChunk>* in,
+                      v1::PutBlobResponse* out, bool register_name) {
+  v1::BlobChunk chunk;
+  std::string expected, name;
+  int64_t total = -1;
+  bool first = true;
+  auto w = blobs.writer();
+  while (in->Read(&chunk)) {
+    if (first) {
+      expected = chunk.sha256();
+      name = chunk.name();
+      total = chunk.total_size() > 0 ? chunk.total_size() : -1;
+      if (!expected.empty() && !valid_sha256(expected))
+        return invalid("sha256 must be 64 lower-case hex characters, got '" + expected + "'");
+      if (name.size() > kMaxName) return invalid("blob name longer than " + std::to_string(kMaxName));
+      if (chunk.total_size() < 0) return invalid("total_size must not be negative");
+      first = false;
+    }
+    w->append(chunk.data());
+    if (total >= 0 && w->size() > total)
+      return invalid("upload is larger than its total_size " + std::to_string(total));
+  }
+  if (first) return invalid("empty upload: send at least one chunk");
+  if (total >= 0 && w->size() != total)
+    return invalid("upload truncated: got " + std::to_string(w->size()) + " of " + std::to_string(total) + " bytes");
+  std::string sha;
+  try {
+    sha = w->finish(expected);
+  } catch (const BlobError& e) {
+    return grpc::Status(grpc::StatusCode::DATA_LOSS, e.what());
+  }
+  const std::string media = media_type_for(name);
+  store.record_blob(sha, w->size(), media);
+  if (register_name && !name.empty()) store.name_blob(name, sha);
+  v1::Artifact* a = out->mutable_artifact();
+  a->set_name(name);
+  a->set_sha256(sha);
+  a->set_size(w->size());
+  a->set_media_type(media);
+  spdlog::info("stored blob {} ({} bytes){}{}", sha.substr(0, 12), w->size(), name.empty() ? "" : " as ", name);
+  return grpc::Status::OK;
+}
+
+grpc::Status fetch_blob(Store& store, BlobStore& blobs, const v1::FetchBlobRequest* req,
+                        grpc::ServerWriter<v1::BlobChunk>* out) {
+  std::string sha = req->sha256(), name = req->name();
+  if (sha.empty() && name.empty()) return invalid("give a sha256 or a registered name");
+  if (!sha.empty() && !valid_sha256(sha))
+    return invalid("sha256 must be 64 lower-case hex characters, got '" + sha + "'");
+  if (sha.empty()) {
+    auto a = store.named_blob(name);
+    if (!a) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no blob registered under the name '" + name + "'");
+    sha = a->sha256();
+  }
+  std::unique_ptr<BlobStore::Reader> r;
+  try {
+    r = blobs.reader(sha);
+  } catch (const BlobError&) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no blob " + sha);
+  }
+  v1::BlobChunk c;
+  c.set_sha256(sha);
+  c.set_name(name);
+  c.set_total_size(r->size());
+  bool sent = false;
+  for (;;) {
+    std::string data = r->read(kChunk);
+    if (data.empty() && sent) break;
+    c.set_data(std::move(data));
+    if (!out->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    sent = true;
+    c.Clear();
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- auth
+
+Auth::Auth(std::string token) : token_digest_(sha256_hex(token)) {}
+
+grpc::Status Auth::check(const grpc::ServerContext* ctx) const {
+  static const std::string kPrefix = "Bearer ";
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it != md.end()) {
+    std::string v(it->second.data(), it->second.size());
+    if (v.compare(0, kPrefix.size(), kPrefix) == 0) {
+      // Digests have a fixed length, so the compare leaks nothing, not even it.
+      const std::string got = sha256_hex(std::string_view(v).substr(kPrefix.size()));
+      if (CRYPTO_memcmp(got.data(), token_digest_.data(), got.size()) == 0) return grpc::Status::OK;
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or invalid bearer token");
+}
+
+// ---------------------------------------------------------------- worker service
+
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
+                                         v1::RegisterResponse* resp) {
+  SPT_AUTH(ctx);
+  if (req->name().empty()) return invalid("worker name is required");
+  if (req->name().size() > kMaxName) return invalid("worker name longer than " + std::to_string(kMaxName));
+  if (req->capabilities().slots() < 0) return invalid("capabilities.slots must not be negative");
+  for (const auto& k : req->capabilities().job_kinds())
+    if (k.empty()) return invalid("capabilities.job_kinds has an empty kind");
+  return guarded("Register", [&] {
+    *resp = store_.register_worker(req->name(), req->capabilities());
+    const auto& c = req->capabilities();
+    spdlog::info("worker {} registered as {} ({} {}, {} kinds, {} slots, version {})", req->name(),
+                 resp->worker_id(), c.device_kind(), c.device_name(), c.job_kinds_size(), c.slots(), c.version());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status WorkerServiceImpl::Lease(grpc::ServerContext* ctx, const v1::LeaseRequest* req,
+                                      v1::LeaseResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
+  if (req->max_jobs() < 1 || req->max_jobs() > kMaxLeaseBatch)
+    return invalid("max_jobs must be in 1.." + std::to_string(kMaxLeaseBatch) + ", got " +
+                   std::to_string(req->max_jobs()));
+  if (req->wait_ms() < 0) return invalid("wait_ms must not be negative");
+  return guarded("Lease", [&] {
+    *resp = store_.lease(*req, [ctx] { return ctx->IsCancelled(); });
+    if (resp->jobs_size()) spdlog::debug("leased {} jobs to {}", resp->jobs_size(), req->worker_id());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                                          v1::HeartbeatResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
+  for (const auto& l : req->lease_ids())
+    if (l.empty()) return invalid("lease_ids has an empty id");
+  return guarded("Heartbeat", [&] {
+    *resp = store_.heartbeat(*req);
+    if (resp->lost_lease_ids_size())
+      spdlog::info("worker {}: {} leases lost", req->worker_id(), resp->lost_lease_ids_size());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status WorkerServiceImpl::Report(grpc::ServerContext* ctx, const v1::ReportRequest* req,
+                                       v1::ReportResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
+  for (const auto& r : req->results()) {
+    if (r.job_id() <= 0) return invalid("result with job_id " + std::to_string(r.job_id()) + ": ids are positive");
+    if (r.lease_id().empty()) return invalid("result for job " + std::to_string(r.job_id()) + " has no lease_id");
+  }
+  // A result that cannot be stored as sent becomes a failure of that job,
+  // rather than an error for the whole batch (which the worker would resend).
+  v1::ReportRequest fixed = *req;
+  for (auto& r : *fixed.mutable_results()) {
+    if (!r.ok()) {
+      if (r.error().empty()) r.set_error("worker reported a failure without a message");
+      continue;
+    }
+    auto fail = [&r](const std::string& why, bool retryable) {
+      r.set_ok(false);
+      r.set_error(why);
+      r.set_retryable(retryable);
+      r.clear_artifacts();
+    };
+    if (!nlohmann::json::accept(r.result_json())) {
+      fail("worker sent a result_json that is not valid JSON", false);
+      continue;
+    }
+    for (const auto& a : r.artifacts()) {
+      if (a.name().empty() || a.name().size() > kMaxName) {
+        fail("artifact with an empty or overlong name", false);
+        break;
+      }
+      if (!valid_sha256(a.sha256()) || !blobs_.has(a.sha256())) {
+        fail("artifact " + a.name() + " (" + a.sha256() + ") was not uploaded with PutBlob", true);
+        break;
+      }
+    }
+  }
+  return guarded("Report", [&] {
+    *resp = store_.report(fixed);
+    spdlog::debug("worker {} reported {} results: {} accepted, {} refused", req->worker_id(), req->results_size(),
+                  resp->accepted_size(), resp->refused_size());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status WorkerServiceImpl::Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req,
+                                        v1::ReleaseResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
+  for (const auto& l : req->lease_ids())
+    if (l.empty()) return invalid("lease_ids has an empty id");
+  return guarded("Release", [&] {
+    std::vector<std::string> ids(req->lease_ids().begin(), req->lease_ids().end());
+    resp->set_released(store_.release(req->worker_id(), ids));
+    spdlog::info("worker {} released {} leases", req->worker_id(), resp->released());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status WorkerServiceImpl::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<v1::BlobChunk>* in,
+                                        v1::PutBlobResponse* out) {
+  SPT_AUTH(ctx);
+  return guarded("PutBlob", [&] { return put_blob(store_, blobs_, in, out, false); });
+}
+
+grpc::Status WorkerServiceImpl::FetchBlob(grpc::ServerContext* ctx, const v1::FetchBlobRequest* req,
+                                          grpc::ServerWriter<v1::BlobChunk>* out) {
+  SPT_AUTH(ctx);
+  return guarded("FetchBlob", [&] { return fetch_blob(store_, blobs_, req, out); });
+}
+
+// ---------------------------------------------------------------- control service
+
+grpc::Status ControlServiceImpl::Submit(grpc::ServerContext* ctx, const v1::SubmitRequest* req,
+                                        v1::SubmitResponse* resp) {
+  SPT_AUTH(ctx);
+  if (req->experiment().empty()) {
+    std::string known;
+    for (const auto& n : plan::experiment_names()) known += (known.empty() ? "" : ", ") + n;
+    return invalid("experiment is required (known: " + known + ")");
+  }
+  return guarded("Submit", [&] {
+    plan::Request preq;
+    preq.experiment = req->experiment();
+    preq.parts = req->parts();
+    preq.params = std::map<std::string, std::string>(req->params().begin(), req->params().end());
+    const plan::Plan p = plan::make_plan(preq);
+    const SubmitResult r = store_.submit(p, req->priority(), req->force());
+    resp->set_experiment_id(r.experiment_id);
+    resp->set_n_jobs(r.n_jobs);
+    resp->set_n_reused(r.n_reused);
+    spdlog::info("submitted {} parts '{}' as experiment {}: {} jobs, {} from stored results{}", p.experiment,
+                 p.parts, r.experiment_id, r.n_jobs, r.n_reused, req->force() ? " (forced)" : "");
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::Status(grpc::ServerContext* ctx, const v1::StatusRequest* req,
+                                        v1::StatusResponse* resp) {
+  SPT_AUTH(ctx);
+  const auto& ref = req->experiment();
+  const bool named = ref.id() != 0 || !ref.name().empty();
+  if (named)
+    if (auto s = check_ref(ref); !s.ok()) return s;
+  return guarded("Status", [&] {
+    if (named)
+      *resp->add_experiments() = store_.experiment_status(store_.resolve(ref));
+    else
+      for (auto& e : store_.experiments(req->all())) *resp->add_experiments() = std::move(e);
+    for (auto& w : store_.workers()) *resp->add_workers() = std::move(w);
+    resp->set_server_time_unix_ms(store_.now());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::Results(grpc::ServerContext* ctx, const v1::ResultsRequest* req,
+                                         v1::ResultsResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_ref(req->experiment()); !s.ok()) return s;
+  return guarded("Results", [&] {
+    *resp = store_.results(store_.resolve(req->experiment()));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::Cancel(grpc::ServerContext* ctx, const v1::CancelRequest* req,
+                                        v1::CancelResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_ref(req->experiment()); !s.ok()) return s;
+  return guarded("Cancel", [&] {
+    const int64_t id = store_.resolve(req->experiment());
+    resp->set_cancelled_jobs(store_.cancel(id));
+    spdlog::info("experiment {} cancelled: {} jobs", id, resp->cancelled_jobs());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::Retry(grpc::ServerContext* ctx, const v1::RetryRequest* req,
+                                       v1::RetryResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_ref(req->experiment()); !s.ok()) return s;
+  return guarded("Retry", [&] {
+    const int64_t id = store_.resolve(req->experiment());
+    resp->set_retried_jobs(store_.retry(id));
+    spdlog::info("experiment {}: {} jobs retried", id, resp->retried_jobs());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::ListWorkers(grpc::ServerContext* ctx, const v1::ListWorkersRequest*,
+                                             v1::ListWorkersResponse* resp) {
+  SPT_AUTH(ctx);
+  return guarded("ListWorkers", [&] {
+    for (auto& w : store_.workers()) *resp->add_workers() = std::move(w);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req, v1::LogsResponse* resp) {
+  SPT_AUTH(ctx);
+  if (req->job_id() < 0) return invalid("job_id must be positive");
+  if (req->job_id() == 0) {
+    if (req->job_name().empty()) return invalid("give a job_id, or an experiment and a job_name");
+    if (auto s = check_ref(req->experiment()); !s.ok()) return s;
+  }
+  return guarded("Logs", [&] {
+    const int64_t job =
+        req->job_id() ? req->job_id() : store_.find_job(store_.resolve(req->experiment()), req->job_name());
+    *resp = store_.logs(job);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<v1::BlobChunk>* in,
+                                         v1::PutBlobResponse* out) {
+  SPT_AUTH(ctx);
+  return guarded("PutBlob", [&] { return put_blob(store_, blobs_, in, out, true); });
+}
+
+grpc::Status ControlServiceImpl::FetchBlob(grpc::ServerContext* ctx, const v1::FetchBlobRequest* req,
+                                           grpc::ServerWriter<v1::BlobChunk>* out) {
+  SPT_AUTH(ctx);
+  return guarded("FetchBlob", [&] { return fetch_blob(store_, blobs_, req, out); });
+}
+
+grpc::Status ControlServiceImpl::ListArtifacts(grpc::ServerContext* ctx, const v1::ListArtifactsRequest* req,
+                                               v1::ListArtifactsResponse* resp) {
+  SPT_AUTH(ctx);
+  return guarded("ListArtifacts", [&] {
+    for (auto& a : store_.list_named(req->prefix())) *resp->add_artifacts() = std::move(a);
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace spt::server

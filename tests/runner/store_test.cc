@@ -1,0 +1,762 @@
+// The coordinator's store, driven directly (no gRPC) against a real SQLite
+// file in a temp dir. Time is an injected clock, so expiry and backoff are
+// exercised without sleeping.
+#include "store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "spt/plan.h"
+
+namespace spt::server {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+plan::JobSpec J(std::string name, std::vector<std::string> deps = {}, std::string kind = "k", std::string model = "",
+                json params = json::object()) {
+  plan::JobSpec s;
+  s.name = name;
+  s.kind = std::move(kind);
+  s.deps = std::move(deps);
+  s.model = std::move(model);
+  if (params.empty()) params = {{"job", name}};
+  s.params = std::move(params);
+  return s;
+}
+
+plan::Plan P(std::vector<plan::JobSpec> jobs, std::string experiment = "t") {
+  plan::Plan p;
+  p.experiment = std::move(experiment);
+  p.params = json::object();
+  p.jobs = std::move(jobs);
+  return p;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spt_store_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/spt.db";
+    open();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void open() {
+    StoreOptions o;
+    o.lease_ttl_ms = 15000;
+    o.heartbeat_ms = 3000;
+    o.max_attempts = 3;
+    o.backoff_base_ms = 500;
+    o.backoff_cap_ms = 60000;
+    o.clock = [this] { return now_.load(); };
+    store_ = Store::open(path_, o);
+  }
+  void advance(int64_t ms) { now_ += ms; }
+
+  std::string worker(std::vector<std::string> kinds = {}, const std::string& name = "w") {
+    v1::Capabilities caps;
+    for (auto& k : kinds) caps.add_job_kinds(k);
+    caps.set_device_kind("cpu");
+    return store_->register_worker(name, caps).worker_id();
+  }
+  v1::LeaseResponse lease(const std::string& w, int max = 10, std::vector<std::string> loaded = {}) {
+    v1::LeaseRequest r;
+    r.set_worker_id(w);
+    r.set_max_jobs(max);
+    r.set_wait_ms(0);
+    for (auto& m : loaded) r.add_loaded_models(m);
+    return store_->lease(r);
+  }
+  v1::ReportResponse ok(const std::string& w, const v1::Job& j, const std::string& result = R"({"v":1})") {
+    v1::ReportRequest r;
+    r.set_worker_id(w);
+    auto* x = r.add_results();
+    x->set_job_id(j.job_id());
+    x->set_lease_id(j.lease_id());
+    x->set_ok(true);
+    x->set_result_json(result);
+    return store_->report(r);
+  }
+  v1::ReportResponse fail(const std::string& w, const v1::Job& j, const std::string& error, bool retryable) {
+    v1::ReportRequest r;
+    r.set_worker_id(w);
+    auto* x = r.add_results();
+    x->set_job_id(j.job_id());
+    x->set_lease_id(j.lease_id());
+    x->set_ok(false);
+    x->set_error(error);
+    x->set_retryable(retryable);
+    return store_->report(r);
+  }
+  v1::JobSummary job(int64_t exp, const std::string& name) { return store_->logs(store_->find_job(exp, name)).job(); }
+  std::string state(int64_t exp, const std::string& name) { return job(exp, name).state(); }
+  v1::ExperimentStatus status(int64_t exp) { return store_->experiment_status(exp); }
+  // Leases and completes everything leasable, repeatedly, until idle.
+  void drain(const std::string& w) {
+    for (;;) {
+      auto l = lease(w, 100);
+      if (l.jobs_size() == 0) return;
+      for (const auto& j : l.jobs()) ok(w, j);
+    }
+  }
+
+  std::string dir_, path_;
+  std::atomic<int64_t> now_{1'700'000'000'000};
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, SubmitMakesRootsPendingAndDependentsBlocked) {
+  auto r = store_->submit(P({J("a"), J("b"), J("c", {"a", "b"})}), 0, false);
+  EXPECT_EQ(r.n_jobs, 3);
+  EXPECT_EQ(r.n_reused, 0);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  EXPECT_EQ(state(r.experiment_id, "b"), "pending");
+  EXPECT_EQ(state(r.experiment_id, "c"), "blocked");
+  auto s = status(r.experiment_id);
+  EXPECT_EQ(s.state(), "running");
+  EXPECT_EQ(s.counts().pending(), 2);
+  EXPECT_EQ(s.counts().blocked(), 1);
+  EXPECT_EQ(s.counts().total(), 3);
+}
+
+TEST_F(StoreTest, LeaseReleasesDependentsWithInputs) {
+  auto r = store_->submit(P({J("a"), J("b"), J("c", {"a", "b"})}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 2);  // c is blocked
+  EXPECT_EQ(l.jobs(0).name(), "a");
+  EXPECT_EQ(l.jobs(0).attempt(), 1);
+  EXPECT_EQ(l.jobs(0).lease_id().size(), 32u);
+  EXPECT_NE(l.jobs(0).lease_id(), l.jobs(1).lease_id());
+  EXPECT_EQ(l.jobs(0).experiment(), "t");
+  EXPECT_EQ(l.lease_expires_unix_ms(), now_ + 15000);
+  EXPECT_EQ(state(r.experiment_id, "a"), "leased");
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+
+  EXPECT_EQ(ok(w, l.jobs(0), R"({"x":1})").accepted_size(), 1);
+  EXPECT_EQ(state(r.experiment_id, "c"), "blocked");  // one dep left
+  EXPECT_EQ(ok(w, l.jobs(1), R"({"x":2})").accepted_size(), 1);
+  EXPECT_EQ(state(r.experiment_id, "c"), "pending");
+
+  auto l2 = lease(w);
+  ASSERT_EQ(l2.jobs_size(), 1);
+  const auto& c = l2.jobs(0);
+  ASSERT_EQ(c.inputs_size(), 2);
+  EXPECT_EQ(c.inputs(0).name(), "a");
+  EXPECT_EQ(c.inputs(0).kind(), "k");
+  EXPECT_EQ(c.inputs(0).result_json(), R"({"x":1})");
+  EXPECT_EQ(c.inputs(1).result_json(), R"({"x":2})");
+  ok(w, c);
+  auto s = status(r.experiment_id);
+  EXPECT_EQ(s.state(), "done");
+  EXPECT_EQ(s.finished_unix_ms(), now_.load());
+  EXPECT_EQ(s.counts().done(), 3);
+}
+
+TEST_F(StoreTest, HeartbeatRenewsLeasesAndNamesLostOnes) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 1);
+  advance(10000);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.add_lease_ids(l.jobs(0).lease_id());
+  hb.add_lease_ids("not-a-lease");
+  auto resp = store_->heartbeat(hb);
+  ASSERT_EQ(resp.lost_lease_ids_size(), 1);
+  EXPECT_EQ(resp.lost_lease_ids(0), "not-a-lease");
+  EXPECT_EQ(resp.lease_expires_unix_ms(), now_ + 15000);
+  advance(10000);  // 20 s after the lease, 10 s after the renewal
+  EXPECT_EQ(store_->reap_expired(), 0);
+  EXPECT_EQ(state(r.experiment_id, "a"), "leased");
+  advance(5001);
+  EXPECT_EQ(store_->reap_expired(), 1);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  // The lease is gone: a later heartbeat reports it lost.
+  resp = store_->heartbeat(hb);
+  EXPECT_EQ(resp.lost_lease_ids_size(), 2);
+}
+
+TEST_F(StoreTest, ExpiredLeaseRequeuesAfterBackoffThenFailsAtLimit) {
+  auto r = store_->submit(P({J("a"), J("b", {"a"})}), 0, false);
+  auto w = worker();
+  ASSERT_EQ(lease(w).jobs(0).attempt(), 1);
+  advance(15001);
+  EXPECT_EQ(store_->reap_expired(), 1);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  EXPECT_EQ(lease(w).jobs_size(), 0);  // backing off 500 ms
+  advance(499);
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+  advance(1);
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(l.jobs(0).attempt(), 2);
+
+  advance(15001);
+  EXPECT_EQ(store_->reap_expired(), 1);
+  advance(999);  // second backoff is 1000 ms
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+  advance(1);
+  l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(l.jobs(0).attempt(), 3);
+
+  advance(15001);
+  EXPECT_EQ(store_->reap_expired(), 1);
+  auto a = job(r.experiment_id, "a");
+  EXPECT_EQ(a.state(), "failed");
+  EXPECT_EQ(a.attempt(), 3);
+  EXPECT_NE(a.error().find("lease expired 3 time(s)"), std::string::npos) << a.error();
+  EXPECT_EQ(state(r.experiment_id, "b"), "failed");
+  EXPECT_EQ(job(r.experiment_id, "b").error(), "dependency a failed");
+  EXPECT_EQ(status(r.experiment_id).state(), "failed");
+}
+
+TEST_F(StoreTest, RetryableFailuresBackOffAndStopAtTheLimitWithTheLastError) {
+  auto spec = J("a");
+  spec.max_attempts = 2;
+  auto r = store_->submit(P({spec}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  EXPECT_EQ(fail(w, l.jobs(0), "boom 1", true).accepted_size(), 1);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+  advance(500);
+  l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(l.jobs(0).attempt(), 2);
+  fail(w, l.jobs(0), "boom 2", true);
+  auto a = job(r.experiment_id, "a");
+  EXPECT_EQ(a.state(), "failed");
+  EXPECT_EQ(a.error(), "boom 2");
+  EXPECT_EQ(status(r.experiment_id).state(), "failed");
+  advance(100000);
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+}
+
+TEST_F(StoreTest, NonRetryableFailureFailsAtOnce) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker();
+  fail(w, lease(w).jobs(0), "bad params", false);
+  EXPECT_EQ(state(r.experiment_id, "a"), "failed");
+  EXPECT_EQ(job(r.experiment_id, "a").error(), "bad params");
+}
+
+TEST_F(StoreTest, StaleLeaseReportsAreRefusedAndNothingIsStoredTwice) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w1 = worker({}, "one"), w2 = worker({}, "two");
+  auto old = lease(w1).jobs(0);
+  advance(15001);
+  store_->reap_expired();
+  advance(500);
+  auto cur = lease(w2).jobs(0);
+  EXPECT_NE(old.lease_id(), cur.lease_id());
+
+  auto resp = ok(w1, old, R"({"from":"old"})");
+  EXPECT_EQ(resp.accepted_size(), 0);
+  ASSERT_EQ(resp.refused_size(), 1);
+  EXPECT_EQ(resp.refused(0), old.job_id());
+  EXPECT_EQ(state(r.experiment_id, "a"), "leased");
+
+  EXPECT_EQ(ok(w2, cur, R"({"from":"cur"})").accepted_size(), 1);
+  EXPECT_EQ(ok(w2, cur, R"({"from":"dup"})").refused_size(), 1);  // duplicate
+  EXPECT_EQ(job(r.experiment_id, "a").result_json(), R"({"from":"cur"})");
+
+  v1::Job ghost;
+  ghost.set_job_id(987654);
+  ghost.set_lease_id("x");
+  EXPECT_EQ(ok(w2, ghost).refused_size(), 1);
+}
+
+TEST_F(StoreTest, DuplicateResultsInOneBatchAcceptOnlyTheFirst) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker();
+  auto j = lease(w).jobs(0);
+  v1::ReportRequest req;
+  req.set_worker_id(w);
+  for (const char* res : {R"({"n":1})", R"({"n":2})"}) {
+    auto* x = req.add_results();
+    x->set_job_id(j.job_id());
+    x->set_lease_id(j.lease_id());
+    x->set_ok(true);
+    x->set_result_json(res);
+  }
+  auto resp = store_->report(req);
+  EXPECT_EQ(resp.accepted_size(), 1);
+  EXPECT_EQ(resp.refused_size(), 1);
+  EXPECT_EQ(job(r.experiment_id, "a").result_json(), R"({"n":1})");
+}
+
+TEST_F(StoreTest, FailurePropagatesDownstreamOnly) {
+  auto r = store_->submit(P({J("a"), J("b", {"a"}), J("c", {"b"}), J("d")}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 2);
+  fail(w, l.jobs(0), "broken", false);
+  EXPECT_EQ(state(r.experiment_id, "b"), "failed");
+  EXPECT_EQ(state(r.experiment_id, "c"), "failed");
+  EXPECT_EQ(job(r.experiment_id, "c").error(), "dependency a failed");
+  EXPECT_EQ(state(r.experiment_id, "d"), "leased");
+  EXPECT_EQ(status(r.experiment_id).state(), "running");
+  ok(w, l.jobs(1));
+  EXPECT_EQ(status(r.experiment_id).state(), "failed");
+}
+
+TEST_F(StoreTest, CancelStopsEverythingAndRefusesLaterReports) {
+  auto r = store_->submit(P({J("a"), J("b"), J("c", {"a"})}), 0, false);
+  auto w = worker();
+  auto l = lease(w, 1);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(store_->cancel(r.experiment_id), 3);
+  auto s = status(r.experiment_id);
+  EXPECT_EQ(s.state(), "cancelled");
+  EXPECT_EQ(s.counts().cancelled(), 3);
+  EXPECT_EQ(ok(w, l.jobs(0)).refused_size(), 1);
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.add_lease_ids(l.jobs(0).lease_id());
+  EXPECT_EQ(store_->heartbeat(hb).lost_lease_ids_size(), 1);
+  EXPECT_EQ(store_->cancel(r.experiment_id), 0);  // idempotent
+}
+
+TEST_F(StoreTest, RetryRequeuesFailedJobsAndTheirDependents) {
+  auto r = store_->submit(P({J("a"), J("b", {"a"}), J("c")}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs(0).name(), "a");
+  fail(w, l.jobs(0), "flaky", false);
+  ok(w, l.jobs(1));
+  ASSERT_EQ(status(r.experiment_id).state(), "failed");
+
+  EXPECT_EQ(store_->retry(r.experiment_id), 2);
+  EXPECT_EQ(status(r.experiment_id).state(), "running");
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  EXPECT_EQ(state(r.experiment_id, "b"), "blocked");
+  EXPECT_EQ(state(r.experiment_id, "c"), "done");
+  EXPECT_EQ(job(r.experiment_id, "a").error(), "");
+  auto again = lease(w);
+  ASSERT_EQ(again.jobs_size(), 1);
+  EXPECT_EQ(again.jobs(0).attempt(), 1);  // attempts reset
+  ok(w, again.jobs(0));
+  drain(w);
+  EXPECT_EQ(status(r.experiment_id).state(), "done");
+  EXPECT_EQ(store_->retry(r.experiment_id), 0);
+}
+
+TEST_F(StoreTest, HigherPriorityExperimentsLeaseFirst) {
+  auto low = store_->submit(P({J("l1"), J("l2")}, "low"), 0, false);
+  auto high = store_->submit(P({J("h1"), J("h2")}, "high"), 5, false);
+  auto w = worker();
+  auto l = lease(w, 3);
+  ASSERT_EQ(l.jobs_size(), 3);
+  EXPECT_EQ(l.jobs(0).experiment_id(), high.experiment_id);
+  EXPECT_EQ(l.jobs(0).name(), "h1");
+  EXPECT_EQ(l.jobs(1).name(), "h2");
+  EXPECT_EQ(l.jobs(2).experiment_id(), low.experiment_id);
+  EXPECT_EQ(l.jobs(2).name(), "l1");
+}
+
+TEST_F(StoreTest, AffinityPrefersLoadedModelThenFirstJobsModel) {
+  store_->submit(P({J("x1", {}, "k", "m1"), J("x2", {}, "k", "m2"), J("x3", {}, "k", "m1"),
+                    J("x4", {}, "k", "m2"), J("x5", {}, "k", "m1")}),
+                 0, false);
+  auto w = worker();
+  auto l = lease(w, 2, {"m2"});
+  ASSERT_EQ(l.jobs_size(), 2);
+  EXPECT_EQ(l.jobs(0).name(), "x2");
+  EXPECT_EQ(l.jobs(1).name(), "x4");
+  l = lease(w, 2);  // nothing loaded: follow the first job's model
+  ASSERT_EQ(l.jobs_size(), 2);
+  EXPECT_EQ(l.jobs(0).name(), "x1");
+  EXPECT_EQ(l.jobs(1).name(), "x3");
+  EXPECT_EQ(l.jobs(0).model(), "m1");
+}
+
+TEST_F(StoreTest, WorkersOnlyGetKindsTheyDeclared) {
+  auto r = store_->submit(P({J("a", {}, "k1"), J("b", {}, "k2")}), 0, false);
+  auto w2 = worker({"k2"});
+  auto l = lease(w2);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(l.jobs(0).name(), "b");
+  auto any = worker({});
+  EXPECT_EQ(lease(any).jobs_size(), 1);  // no kinds declared: any kind
+  EXPECT_EQ(state(r.experiment_id, "a"), "leased");
+}
+
+TEST_F(StoreTest, ResubmissionIsAnsweredFromStoredResultsUnlessForced) {
+  auto plan = P({J("a"), J("b"), J("r", {"a", "b"})});
+  plan.jobs[2].reduce = true;
+  auto first = store_->submit(plan, 0, false);
+  auto w = worker();
+  // The reduce also produced a file.
+  for (;;) {
+    auto l = lease(w);
+    if (!l.jobs_size()) break;
+    for (const auto& j : l.jobs()) {
+      v1::ReportRequest req;
+      req.set_worker_id(w);
+      auto* x = req.add_results();
+      x->set_job_id(j.job_id());
+      x->set_lease_id(j.lease_id());
+      x->set_ok(true);
+      x->set_result_json(json{{"name", j.name()}}.dump());
+      if (j.name() == "r") {
+        auto* a = x->add_artifacts();
+        a->set_name("report.md");
+        a->set_sha256(std::string(64, 'a'));
+        a->set_size(3);
+        a->set_media_type("text/markdown");
+      }
+      store_->report(req);
+    }
+  }
+  ASSERT_EQ(status(first.experiment_id).state(), "done");
+
+  auto second = store_->submit(plan, 0, false);
+  EXPECT_EQ(second.n_jobs, 3);
+  EXPECT_EQ(second.n_reused, 3);
+  EXPECT_EQ(status(second.experiment_id).state(), "done");
+  auto res = store_->results(second.experiment_id);
+  ASSERT_EQ(res.reduce_results_size(), 1);
+  EXPECT_EQ(res.reduce_results(0).result_json(), R"({"name":"r"})");
+  ASSERT_EQ(res.artifacts_size(), 1);
+  EXPECT_EQ(res.artifacts(0).name(), "report.md");
+  EXPECT_EQ(lease(w).jobs_size(), 0);
+
+  auto forced = store_->submit(plan, 0, true);
+  EXPECT_EQ(forced.n_reused, 0);
+  EXPECT_EQ(status(forced.experiment_id).counts().pending(), 2);
+
+  // A plan sharing only the upstream jobs reuses those and runs the rest,
+  // with the stored results as inputs.
+  auto part = P({J("a"), J("c", {"a"})});
+  auto third = store_->submit(part, 0, false);
+  EXPECT_EQ(third.n_reused, 1);
+  EXPECT_EQ(state(third.experiment_id, "a"), "done");
+  EXPECT_EQ(state(third.experiment_id, "c"), "pending");
+
+  // Different params, different key.
+  auto other = store_->submit(P({J("a", {}, "k", "", {{"job", "a"}, {"seed", 2}})}), 0, false);
+  EXPECT_EQ(other.n_reused, 0);
+}
+
+TEST_F(StoreTest, PartialReuseFeedsStoredResultsAsInputs) {
+  auto w = worker();
+  store_->submit(P({J("a")}), 0, false);
+  auto l = lease(w);
+  ok(w, l.jobs(0), R"({"stored":true})");
+  auto r = store_->submit(P({J("a"), J("c", {"a"})}), 0, false);
+  EXPECT_EQ(r.n_reused, 1);
+  auto lc = lease(w);
+  ASSERT_EQ(lc.jobs_size(), 1);
+  EXPECT_EQ(lc.jobs(0).name(), "c");
+  ASSERT_EQ(lc.jobs(0).inputs_size(), 1);
+  EXPECT_EQ(lc.jobs(0).inputs(0).result_json(), R"({"stored":true})");
+}
+
+TEST_F(StoreTest, ReleaseHandsLeasesBackWithoutUsingAnAttempt) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  EXPECT_EQ(store_->release(w, {l.jobs(0).lease_id(), "unknown"}), 1);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  EXPECT_EQ(ok(w, l.jobs(0)).refused_size(), 1);
+  auto again = lease(w);
+  ASSERT_EQ(again.jobs_size(), 1);
+  EXPECT_EQ(again.jobs(0).attempt(), 1);
+}
+
+TEST_F(StoreTest, UnknownWorkersAndExperimentsAreNotFound) {
+  v1::LeaseRequest lr;
+  lr.set_worker_id("w-nope");
+  lr.set_max_jobs(1);
+  EXPECT_THROW(store_->lease(lr), NotFound);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w-nope");
+  EXPECT_THROW(store_->heartbeat(hb), NotFound);
+  v1::ReportRequest rr;
+  rr.set_worker_id("w-nope");
+  EXPECT_THROW(store_->report(rr), NotFound);
+  v1::ExperimentRef ref;
+  ref.set_name("nothing");
+  EXPECT_THROW(store_->resolve(ref), NotFound);
+  ref.set_name("");
+  EXPECT_THROW(store_->resolve(ref), BadRequest);
+  ref.set_id(42);
+  EXPECT_THROW(store_->resolve(ref), NotFound);
+  EXPECT_THROW(store_->cancel(42), NotFound);
+}
+
+TEST_F(StoreTest, ResolveByNameFindsTheLatestSubmission) {
+  store_->submit(P({J("a")}, "same"), 0, false);
+  auto second = store_->submit(P({J("b")}, "same"), 0, false);
+  v1::ExperimentRef ref;
+  ref.set_name("same");
+  EXPECT_EQ(store_->resolve(ref), second.experiment_id);
+}
+
+TEST_F(StoreTest, ReopeningTheFileContinuesWhereItStopped) {
+  auto r = store_->submit(P({J("a"), J("b"), J("c", {"a", "b"})}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ok(w, l.jobs(0));
+  store_.reset();  // "crash" with b leased
+  open();
+  EXPECT_EQ(state(r.experiment_id, "a"), "done");
+  EXPECT_EQ(state(r.experiment_id, "b"), "leased");
+  EXPECT_EQ(ok(w, l.jobs(1)).accepted_size(), 1);  // the lease survived
+  drain(w);
+  EXPECT_EQ(status(r.experiment_id).state(), "done");
+  EXPECT_EQ(Store::schema_version(), 1);
+}
+
+TEST_F(StoreTest, LeasesOfACrashedCoordinatorExpireAfterRestart) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker();
+  lease(w);
+  store_.reset();
+  advance(60000);
+  open();
+  EXPECT_EQ(store_->reap_expired(), 1);
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+}
+
+TEST_F(StoreTest, GarbageFileIsRefusedAndLeftUntouched) {
+  store_.reset();
+  const std::string bad = dir_ + "/garbage.db";
+  {
+    std::ofstream out(bad, std::ios::binary);
+    out << "this is my thesis, not a database\n";
+  }
+  const std::string before = slurp(bad);
+  StoreOptions o;
+  try {
+    Store::open(bad, o);
+    FAIL() << "opened a non-database";
+  } catch (const StoreOpenError& e) {
+    EXPECT_NE(std::string(e.what()).find("not an SQLite database"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(slurp(bad), before);
+}
+
+TEST_F(StoreTest, TruncatedFileIsRefusedAndLeftUntouched) {
+  // Enough rows that the file spans many pages.
+  std::vector<plan::JobSpec> jobs;
+  for (int i = 0; i < 300; ++i) jobs.push_back(J("j" + std::to_string(i), {}, "k", "", {{"pad", std::string(200, 'x')}, {"i", i}}));
+  store_->submit(P(jobs), 0, false);
+  store_.reset();
+  const auto size = fs::file_size(path_);
+  ASSERT_GT(size, 40000u);
+  fs::resize_file(path_, size / 2);
+  const std::string before = slurp(path_);
+  EXPECT_THROW(open(), StoreOpenError);
+  EXPECT_EQ(slurp(path_), before);
+}
+
+TEST_F(StoreTest, ForeignDatabasesAndNewerSchemasAreRefused) {
+  store_.reset();
+  const std::string other = dir_ + "/other.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(other.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE notes(x TEXT); INSERT INTO notes VALUES('mine');", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  const std::string before = slurp(other);
+  try {
+    Store::open(other, StoreOptions{});
+    FAIL() << "opened a foreign database";
+  } catch (const StoreOpenError& e) {
+    EXPECT_NE(std::string(e.what()).find("not an spt store"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(slurp(other), before);
+
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  try {
+    open();
+    FAIL() << "opened a newer schema";
+  } catch (const StoreOpenError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(StoreTest, ReduceWithManyDepsIsReleasedOnceAllAreDone) {
+  std::vector<plan::JobSpec> jobs;
+  std::vector<std::string> names;
+  for (int i = 0; i < 2000; ++i) {
+    jobs.push_back(J("m" + std::to_string(i)));
+    names.push_back(jobs.back().name);
+  }
+  jobs.push_back(J("reduce", names));
+  auto r = store_->submit(P(jobs), 0, false);
+  auto w = worker();
+  int leased = 0;
+  for (;;) {
+    auto l = lease(w, 256);
+    if (!l.jobs_size()) break;
+    v1::ReportRequest req;
+    req.set_worker_id(w);
+    for (const auto& j : l.jobs()) {
+      if (j.name() == "reduce") {
+        EXPECT_EQ(j.inputs_size(), 2000);
+        EXPECT_EQ(j.inputs(1999).name(), "m1999");
+      }
+      auto* x = req.add_results();
+      x->set_job_id(j.job_id());
+      x->set_lease_id(j.lease_id());
+      x->set_ok(true);
+      x->set_result_json("1");
+      ++leased;
+    }
+    EXPECT_EQ(store_->report(req).accepted_size(), l.jobs_size());
+  }
+  EXPECT_EQ(leased, 2001);
+  auto s = status(r.experiment_id);
+  EXPECT_EQ(s.state(), "done");
+  EXPECT_GT(s.throughput_per_s(), 0);
+}
+
+TEST_F(StoreTest, StatusReportsThroughputAndEta) {
+  std::vector<plan::JobSpec> jobs;
+  for (int i = 0; i < 10; ++i) jobs.push_back(J("j" + std::to_string(i)));
+  auto r = store_->submit(P(jobs), 0, false);
+  auto w = worker();
+  EXPECT_EQ(status(r.experiment_id).eta_s(), -1);  // nothing finished yet
+  advance(2000);
+  auto l = lease(w, 4);
+  for (const auto& j : l.jobs()) ok(w, j);
+  auto s = status(r.experiment_id);
+  EXPECT_DOUBLE_EQ(s.throughput_per_s(), 2.0);  // 4 in the 2 s since submission
+  EXPECT_DOUBLE_EQ(s.eta_s(), 3.0);             // 6 left
+  auto all = store_->experiments(true);
+  ASSERT_EQ(all.size(), 1u);
+}
+
+TEST_F(StoreTest, LogsTellTheJobsHistory) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  auto w = worker({}, "gpu-box");
+  auto l = lease(w);
+  fail(w, l.jobs(0), "oom", true);
+  advance(500);
+  l = lease(w);
+  v1::ReportRequest req;
+  req.set_worker_id(w);
+  auto* x = req.add_results();
+  x->set_job_id(l.jobs(0).job_id());
+  x->set_lease_id(l.jobs(0).lease_id());
+  x->set_ok(true);
+  x->set_result_json("{}");
+  x->set_log("step 1\nstep 2\n");
+  store_->report(req);
+  auto logs = store_->logs(store_->find_job(r.experiment_id, "a"));
+  std::vector<std::string> events;
+  for (const auto& e : logs.events()) events.push_back(e.event());
+  EXPECT_EQ(events, (std::vector<std::string>{"created", "leased", "retry", "leased", "done"}));
+  EXPECT_NE(logs.events(1).detail().find("gpu-box"), std::string::npos);
+  EXPECT_NE(logs.events(2).detail().find("oom"), std::string::npos);
+  EXPECT_EQ(logs.log(), "step 1\nstep 2\n");
+  EXPECT_EQ(logs.params_json(), R"({"job":"a"})");
+  EXPECT_THROW(store_->find_job(r.experiment_id, "zz"), NotFound);
+}
+
+TEST_F(StoreTest, WorkersListShowsCurrentJobsAndLiveness) {
+  store_->submit(P({J("a"), J("b")}), 0, false);
+  auto w = worker({"k"}, "box");
+  lease(w, 1);
+  auto ws = store_->workers();
+  ASSERT_EQ(ws.size(), 1u);
+  EXPECT_EQ(ws[0].name(), "box");
+  EXPECT_TRUE(ws[0].alive());
+  ASSERT_EQ(ws[0].current_job_names_size(), 1);
+  EXPECT_EQ(ws[0].current_job_names(0), "a");
+  EXPECT_EQ(ws[0].capabilities().device_kind(), "cpu");
+  advance(9001);
+  EXPECT_FALSE(store_->workers()[0].alive());
+}
+
+TEST_F(StoreTest, LongPollWakesOnSubmitAndOnShutdown) {
+  auto w = worker();
+  auto waiter = std::async(std::launch::async, [&] {
+    v1::LeaseRequest r;
+    r.set_worker_id(w);
+    r.set_max_jobs(5);
+    r.set_wait_ms(30000);
+    return store_->lease(r);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  store_->submit(P({J("a")}), 0, false);
+  auto got = waiter.get();  // returns at the submit, well before 30 s
+  ASSERT_EQ(got.jobs_size(), 1);
+  EXPECT_EQ(got.jobs(0).name(), "a");
+
+  auto idle = std::async(std::launch::async, [&] {
+    v1::LeaseRequest r;
+    r.set_worker_id(w);
+    r.set_max_jobs(5);
+    r.set_wait_ms(30000);
+    return store_->lease(r);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  store_->shutdown();
+  EXPECT_EQ(idle.get().jobs_size(), 0);
+}
+
+TEST_F(StoreTest, SelftestPlanRunsToCompletion) {
+  plan::Request req;
+  req.experiment = "selftest";
+  req.params = {{"n", "5"}};
+  auto r = store_->submit(plan::make_plan(req), 0, false);
+  EXPECT_EQ(r.n_jobs, 6);
+  auto w = worker();
+  drain(w);
+  auto res = store_->results(r.experiment_id);
+  EXPECT_EQ(res.experiment().state(), "done");
+  ASSERT_EQ(res.reduce_results_size(), 1);
+  EXPECT_EQ(res.reduce_results(0).name(), "reduce");
+}
+
+TEST_F(StoreTest, NamedBlobsAreListedByPrefix) {
+  const std::string sha(64, 'b');
+  store_->record_blob(sha, 10, "application/octet-stream");
+  store_->name_blob("models/gpt2/model.safetensors", sha);
+  store_->name_blob("data/wiki.txt", sha);
+  EXPECT_TRUE(store_->has_blob(sha));
+  EXPECT_FALSE(store_->has_blob(std::string(64, 'c')));
+  auto models = store_->list_named("models/");
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].name(), "models/gpt2/model.safetensors");
+  EXPECT_EQ(models[0].size(), 10);
+  EXPECT_EQ(store_->list_named("").size(), 2u);
+  ASSERT_TRUE(store_->named_blob("data/wiki.txt"));
+  EXPECT_FALSE(store_->named_blob("nope"));
+}
+
+}  // namespace
+}  // namespace spt::server
