@@ -62,8 +62,9 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 
-void prepare(grpc::ClientContext& ctx, const std::string& token, double timeout_s) {
+void prepare(grpc::ClientContext& ctx, const std::string& token, double timeout_s, bool wait_for_ready) {
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  ctx.set_wait_for_ready(wait_for_ready);
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
 }

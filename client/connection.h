@@ -28,7 +28,12 @@ std::string load_token(const std::string& token, const std::string& token_file);
 std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
 
 // Adds the bearer token (if any) and a deadline `timeout_s` from now.
-void prepare(grpc::ClientContext& ctx, const std::string& token, double timeout_s);
+// `wait_for_ready`: while the server is unreachable the call waits (until
+// the deadline) instead of failing at once with UNAVAILABLE. Daemons want
+// this: a waiting call drives the reconnection, so it goes through as soon
+// as the server is back, whereas fail-fast calls leave reconnection to
+// gRPC's 5 s backup poller. Interactive commands want to fail fast.
+void prepare(grpc::ClientContext& ctx, const std::string& token, double timeout_s, bool wait_for_ready = false);
 
 // "UNAVAILABLE: <message>"; code names as in the gRPC spec.
 const char* code_name(grpc::StatusCode code);

@@ -93,6 +93,6 @@ int main(int argc, char** argv) {
   const double submit_s = std::chrono::duration<double>(t_submit - t0).count();
   const double run_s = std::chrono::duration<double>(t1 - t_submit).count();
   std::printf("%d jobs: submit %.2f s, lease+report %.2f s -> %.0f completions/s (%lld accepted)\n", n + 1,
-              submit_s, run_s, (n + 1) / run_s, static_cast<long long>(done.load()));
+              submit_s, run_s, done.load() / run_s, static_cast<long long>(done.load()));
   return 0;
 }

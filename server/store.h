@@ -101,8 +101,10 @@ class Store {
 
   // ---- workers
   v1::RegisterResponse register_worker(const std::string& name, const v1::Capabilities& caps);
-  // Leases up to max_jobs pending jobs of the worker's kinds, highest
-  // priority first, preferring models it has loaded. If none, waits up to
+  // Leases up to max_jobs pending jobs of the worker's kinds (a worker that
+  // registered no kinds takes any), highest priority first; within the top
+  // priority, jobs for loaded_models first, else for the first job's
+  // model, then the rest in id order. If none, waits up to
   // wait_ms (capped at 30 s) for work; `gone()` (may be empty) aborts the
   // wait and the lease when the caller has left. NotFound: unknown worker.
   v1::LeaseResponse lease(const v1::LeaseRequest& req, const std::function<bool()>& gone = {});

@@ -32,6 +32,7 @@ constexpr auto kFlushDelay = std::chrono::milliseconds(20);  // ... or this long
 constexpr size_t kMaxReportBatch = 1024;   // keeps a Report far below the message cap
 constexpr double kRpcTimeoutS = 30;
 constexpr double kReleaseTimeoutS = 5;
+constexpr double kRegisterTimeoutS = 5;    // short, so an absent server is reported soon
 constexpr double kBackoffMinS = 0.1, kBackoffMaxS = 5.0;
 constexpr double kExecGraceS = 2;          // after the drain deadline, for executors to return
 constexpr double kFlushTimeoutS = 30;      // drain: time to report finished results
@@ -202,7 +203,7 @@ bool Worker::Impl::register_once(bool* retry) {
   *req.mutable_capabilities() = probe_capabilities(opt.device, opt.slots, opt.threads, opt.models, reg);
   v1::RegisterResponse resp;
   grpc::ClientContext ctx;
-  rpc::prepare(ctx, opt.token, kRpcTimeoutS);
+  rpc::prepare(ctx, opt.token, kRegisterTimeoutS, true);
   const grpc::Status s = stub->Register(&ctx, req, &resp);
   *retry = false;
   if (s.ok() || is_transient(s.error_code())) contact("register", s);
@@ -276,7 +277,7 @@ void Worker::Impl::lease_loop() {
     req.set_wait_ms(opt.lease_wait_ms);
     for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
     grpc::ClientContext ctx;
-    rpc::prepare(ctx, opt.token, opt.lease_wait_ms / 1000.0 + kRpcTimeoutS);
+    rpc::prepare(ctx, opt.token, opt.lease_wait_ms / 1000.0 + kRpcTimeoutS, true);
     {
       std::lock_guard<std::mutex> g(mu);
       if (draining) return;
@@ -554,7 +555,7 @@ void Worker::Impl::reporter_loop() {
     for (const auto& p : batch) *req.add_results() = p.r;
     v1::ReportResponse resp;
     grpc::ClientContext ctx;
-    rpc::prepare(ctx, opt.token, kRpcTimeoutS);
+    rpc::prepare(ctx, opt.token, kRpcTimeoutS, true);
     const grpc::Status s = stub->Report(&ctx, req, &resp);
     const auto code = s.error_code();
     if (code != grpc::NOT_FOUND) contact("report", s);
@@ -638,7 +639,7 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
   for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
   v1::HeartbeatResponse resp;
   grpc::ClientContext ctx;
-  rpc::prepare(ctx, opt.token, std::max(1.0, hb_ms / 1000.0 * 2));
+  rpc::prepare(ctx, opt.token, std::max(1.0, hb_ms / 1000.0 * 2), true);
   const grpc::Status s = stub->Heartbeat(&ctx, req, &resp);
   if (!s.ok()) {
     if (s.error_code() == grpc::NOT_FOUND) {
@@ -714,7 +715,7 @@ void Worker::Impl::release(const std::vector<std::string>& leases, const char* w
   for (const auto& l : leases) req.add_lease_ids(l);
   v1::ReleaseResponse resp;
   grpc::ClientContext ctx;
-  rpc::prepare(ctx, opt.token, kReleaseTimeoutS);
+  rpc::prepare(ctx, opt.token, kReleaseTimeoutS, true);
   const grpc::Status s = stub->Release(&ctx, req, &resp);
   if (s.ok())
     spdlog::info("handed back {} {} jobs ({} released)", leases.size(), why, resp.released());

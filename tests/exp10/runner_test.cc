@@ -51,7 +51,8 @@ int64_t submit_parts(Server& s, const std::string& parts, const std::map<std::st
 
 std::map<std::string, json> reduce_results(Server& s, int64_t id) {
   std::map<std::string, json> out;
-  for (const auto& j : results(s, id).reduce_results()) {
+  const v1::ResultsResponse res = results(s, id);
+  for (const auto& j : res.reduce_results()) {
     EXPECT_EQ(j.state(), "done") << j.name() << ": " << j.error();
     out[j.name()] = json::parse(j.result_json());
   }
@@ -128,11 +129,61 @@ TEST_F(Exp10Runner, AbcdOnTwoWorkersMatchesInProcessRun) {
   EXPECT_FALSE(R.at("exp10/report").at("provenance").contains("conflicts"));
 
   std::set<std::string> artifacts;
-  for (const auto& a : results(server, id).artifacts()) artifacts.insert(a.name());
+  const v1::ResultsResponse res = results(server, id);
+  for (const auto& a : res.artifacts()) artifacts.insert(a.name());
   for (const char* f : {"exp10a_tiny-gpt2.json", "exp10c_tiny-gpt2.json", "exp10_tiny-gpt2.json",
                         "exp10_results_tiny-gpt2.md", "exp10b_heatmap_tiny-gpt2.gp", "exp10b_heatmap_tiny-gpt2.dat"})
     EXPECT_TRUE(artifacts.count(f)) << f;
   if (!report::find_gnuplot().empty()) EXPECT_TRUE(artifacts.count("exp10c_pareto_tiny-gpt2.png"));
+}
+
+TEST_F(Exp10Runner, MeanLinearAndValidationPartsMatchInProcessRun) {
+  TempDir dir;
+  const std::string model = dir.file("tiny-gpt2");
+  gpt2::TestModelSpec spec;
+  spec.seed = 11;
+  spec.std = 0.08f;
+  gpt2::write_test_model(model, spec);
+  Server server(dir);
+  ASSERT_TRUE(server.start()) << server.process()->log();
+  auto w1 = start_worker(dir, server.address(), server.token(), {.name = "w1", .batch = 8});
+  auto w2 = start_worker(dir, server.address(), server.token(), {.name = "w2", .batch = 8});
+  auto params = tiny_params(model, 2, 4, 256);
+  params["v_max_tokens"] = "512";
+  const int64_t id = submit_parts(server, "fhlv", params);
+  const auto st = wait_finished(server, id, 300);
+  ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log();
+  const auto plan = plan::make_plan({"exp10", "fhlv", params});
+  EXPECT_EQ(plan.parts, "aefhijklv");
+  EXPECT_EQ(st.counts().done(), static_cast<int64_t>(plan.jobs.size()));
+
+  ExecutorRegistry reg;
+  spt::exp10::register_executors(reg);
+  ExecContext ctx;
+  ctx.scratch_dir = dir.file("scratch");
+  const auto local = spt::exp10::run_plan_in_process(plan, reg, ctx).results;
+  const auto R = reduce_results(server, id);
+  expect_same_table(R.at("e/reduce"), local.at("e/reduce"));
+  EXPECT_EQ(R.at("j/reduce").at("best_method"), local.at("j/reduce").at("best_method"));
+  EXPECT_EQ(R.at("j/reduce").at("method_counts_mixed"), local.at("j/reduce").at("method_counts_mixed"));
+  EXPECT_EQ(R.at("h/reduce").at("harmful_zero"), local.at("h/reduce").at("harmful_zero"));
+  EXPECT_NEAR(R.at("h/reduce").at("joint_zero_delta").get<double>(),
+              local.at("h/reduce").at("joint_zero_delta").get<double>(), 2.01e-6);
+  EXPECT_NEAR(R.at("k/reduce").at("cumulative_best").back().at("ratio").get<double>(),
+              local.at("k/reduce").at("cumulative_best").back().at("ratio").get<double>(), 1.01e-4);
+  EXPECT_EQ(R.at("l/reduce").at("seq_lengths"), local.at("l/reduce").at("seq_lengths"));
+  const double pf = local.at("v/reduce").at("ppl_full").get<double>();
+  EXPECT_NEAR(R.at("v/reduce").at("ppl_full").get<double>(), pf, 1.01e-4 + 1e-6 * pf);
+  EXPECT_EQ(R.at("v/reduce").at("n_chunks"), 8);
+  EXPECT_EQ(R.at("v/reduce").at("v5_comparison").at("thresholds_2k"),
+            local.at("v/reduce").at("v5_comparison").at("thresholds_2k"));
+  for (const char* r : {"exp10b/report", "exp10c/report", "v/reduce", "f/reduce"}) EXPECT_TRUE(R.count(r)) << r;
+  std::set<std::string> artifacts;
+  const v1::ResultsResponse res = results(server, id);
+  for (const auto& a : res.artifacts()) artifacts.insert(a.name());
+  for (const char* f : {"exp10b_results_tiny-gpt2.md", "exp10c_results_tiny-gpt2.md", "exp10d_results_tiny-gpt2.md",
+                        "exp10v_validation_tiny-gpt2.json", "exp10l_cost_estimate_tiny-gpt2.json"})
+    EXPECT_TRUE(artifacts.count(f)) << f;
 }
 
 TEST_F(Exp10Runner, WorkerKilledDuringPartAStillEvaluatesEveryHeadOnce) {

@@ -31,7 +31,7 @@ class BadInput : public ::testing::Test {
     auto ch = rpc::make_channel(server_->address());
     auto stub = v1::ControlService::NewStub(ch);
     grpc::ClientContext ctx;
-    rpc::prepare(ctx, token, 30);
+    rpc::prepare(ctx, token, 30, true);
     v1::SubmitRequest req;
     req.set_experiment(exp);
     for (const auto& [k, v] : params) (*req.mutable_params())[k] = v;

@@ -246,7 +246,7 @@ void Server::kill9() {
 v1::ControlService::Stub& Server::control() { return *control_; }
 v1::WorkerService::Stub& Server::workers() { return *workers_; }
 
-void Server::prepare(grpc::ClientContext& ctx, double timeout_s) const { rpc::prepare(ctx, opt_.token, timeout_s); }
+void Server::prepare(grpc::ClientContext& ctx, double timeout_s) const { rpc::prepare(ctx, opt_.token, timeout_s, true); }
 
 std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& server_address, const std::string& token,
                                       const WorkerOptions& opt) {
