@@ -1,5 +1,7 @@
 // spt-worker: the job-running daemon. See worker.h for its contract.
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <thread>
 
@@ -13,6 +15,15 @@
 #include "worker.h"
 
 namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_signal(int sig) {
+  const int saved = errno;
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &b, 1);
+  errno = saved;
+}
 
 std::string default_cache_dir() {
   if (const char* d = std::getenv("SPT_CACHE_DIR"); d && *d) return d;
@@ -85,13 +96,20 @@ int main(int argc, char** argv) {
     b = e + 1;
   }
 
-  // Signals go to one thread that turns them into a drain; every other
-  // thread inherits the blocked mask.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // SIGTERM/SIGINT become a drain. Threads that libraries started before
+  // main() (LibTorch's pools) may receive the signal, so a handler is
+  // installed for the process rather than relying on a blocked mask; it
+  // only writes the signal number to a pipe that a plain thread reads.
+  if (pipe(g_signal_pipe) != 0) {
+    spdlog::error("pipe: {}", std::strerror(errno));
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   spt::ExecutorRegistry reg;
@@ -102,12 +120,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   spt::worker::Worker worker(opt, reg);
-  std::thread([&worker, set, drain_s = opt.drain_timeout_s] {
-    int sig = 0, n = 0;
-    while (sigwait(&set, &sig) == 0) {
+  std::thread([&worker, drain_s = opt.drain_timeout_s] {
+    int n = 0;
+    unsigned char sig = 0;
+    while (read(g_signal_pipe[0], &sig, 1) == 1) {
       if (++n == 1) {
-        spdlog::info("{} received: draining (finishing running jobs for up to {} s)", strsignal(sig),
-                     drain_s);
+        spdlog::info("{} received: draining (finishing running jobs for up to {} s)", strsignal(sig), drain_s);
         worker.drain();
       } else {
         spdlog::warn("second {}: exiting now", strsignal(sig));

@@ -74,6 +74,8 @@ struct Group {
 struct Held {
   std::shared_ptr<Group> group;
   size_t index = 0;
+  bool in_report = false;  // its result is in a Report in flight: not heartbeated,
+                           // so the answer cannot race a renewal of a finished lease
 };
 
 struct Pending {
@@ -476,7 +478,10 @@ void Worker::Impl::push_result_locked(Pending p) {
 // ---------------------------------------------------------------- reporting
 
 void Worker::Impl::requeue_front_locked(std::vector<Pending>& batch) {
-  for (auto it = batch.rbegin(); it != batch.rend(); ++it) results.push_front(std::move(*it));
+  for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+    if (auto h = held.find(it->r.lease_id()); h != held.end()) h->second.in_report = false;
+    results.push_front(std::move(*it));
+  }
   first_result_at = SteadyClock::now();
 }
 
@@ -498,7 +503,10 @@ void Worker::Impl::reporter_loop() {
       while (batch.size() < n && !results.empty()) {
         Pending p = std::move(results.front());
         results.pop_front();
-        if (held.count(p.r.lease_id())) batch.push_back(std::move(p));  // else: lost, drop
+        auto it = held.find(p.r.lease_id());
+        if (it == held.end()) continue;  // lost: drop
+        it->second.in_report = true;
+        batch.push_back(std::move(p));
       }
       if (!results.empty()) first_result_at = SteadyClock::now();
       if (batch.empty()) {
@@ -631,7 +639,8 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
     std::lock_guard<std::mutex> lk(mu);
     hb_ms = heartbeat_ms;
     req.set_worker_id(worker_id);
-    for (const auto& [lease, h] : held) req.add_lease_ids(lease);
+    for (const auto& [lease, h] : held)
+      if (!h.in_report) req.add_lease_ids(lease);
     for (const auto& g : running)
       for (size_t i = 0; i < g->specs.size(); ++i)
         if (!g->answered[i]) req.add_running_job_ids(g->specs[i].id);

@@ -8,7 +8,8 @@
 //  - Leased jobs are grouped by kind and each group goes to its executor in
 //    one run() call (executors may fuse); up to `slots` groups run at once.
 //  - Every held lease (queued, running, or finished and not yet reported) is
-//    renewed by each heartbeat. A lease the server says is lost is dropped:
+//    renewed by each heartbeat, except while its result is in a Report in
+//    flight (the report settles it either way). A lease the server says is lost is dropped:
 //    its job is not started, or its group is told to stop once no job in it
 //    is still wanted, and its result is never reported.
 //  - Results are reported in batches (>= 64 results or 20 ms, whichever is

@@ -305,7 +305,9 @@ json reduce_exp10c(Ctx& c) {
                  "unset grid\nset title 'best method per head'\nset xlabel 'head'\nset ylabel 'layer'\n"
                  "set xrange [-0.5:" + std::to_string(c.n_head) + "-0.5]\nset yrange [" + std::to_string(c.n_layer) +
                  "-0.5:0.5]\nset xtics 1\nset ytics 1\n"
-                 "set palette defined (0 '#4477aa', 1 '#ee6677', 2 '#228833')\nset cbrange [-0.5:2.5]\n"
+                 "set style fill solid 1.0\nset cbrange [-0.5:2.5]\n"
+                 "set palette defined (-0.5 '#4477aa', 0.5 '#4477aa', 0.5 '#ee6677', 1.5 '#ee6677', "
+                 "1.5 '#228833', 2.5 '#228833')\n"
                  "set cbtics ('relu' 0, 'l1' 1, 'identity' 2)\n"
                  "plot '" + f.name + "_map.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder "
                  "lc palette notitle\nunset multiplot\n";
