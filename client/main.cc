@@ -17,6 +17,7 @@
 #include "connection.h"
 #include "format.h"
 #include "json_out.h"
+#include "submission.h"
 #include "spt/util.h"
 #include "spt/version.h"
 
@@ -165,6 +166,15 @@ int main(int argc, char** argv) {
   submit->add_option("experiment", exp, "experiment name, e.g. selftest, exp10")->required();
   submit->add_option("--parts", parts, "parts to run, e.g. abcd (default: the experiment's)");
   submit->add_option("--param", params, "experiment parameter k=v (repeatable)")->allow_extra_args(false);
+  spt::client::SubmitFlags sf;
+  submit->add_option("--model", sf.model, "HF name (gpt2, ...), a local model folder, or sha256:<artifact>");
+  submit->add_option("--dataset", sf.dataset, "text file (wiki.valid.raw), a folder holding it, or a name");
+  submit->add_option("--precision", sf.precision, "fp32 | tf32 | bf16 (default fp32)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+  submit->add_option("--max-tokens", sf.max_tokens, "token budget (default: the spec's)")->check(CLI::PositiveNumber);
+  submit->add_option("--chunk-len", sf.chunk_len, "tokens per chunk (default: the spec's)")->check(CLI::PositiveNumber);
+  submit->add_flag("--upload", sf.upload, "put a local model folder / dataset file into the coordinator's store "
+                                          "so workers elsewhere can fetch it");
   submit->add_option("--priority", priority, "higher runs first")->capture_default_str();
   submit->add_flag("--force", force, "recompute even if results are stored");
   submit->add_flag("--wait", wait, "follow progress until the experiment ends");
@@ -203,6 +213,12 @@ int main(int argc, char** argv) {
       v1::SubmitRequest req;
       req.set_experiment(exp);
       req.set_parts(parts);
+      const auto implied = spt::client::submission_params(sf, [&](const std::string& path, const std::string& name) {
+        auto a = spt::rpc::put_blob(spt::rpc::blob_writer(c.stub()), c.token(), path, name);
+        if (!g.json) std::cout << "uploaded " << path << " as " << a.name() << " (sha256 " << a.sha256() << ")\n";
+        return a.sha256();
+      });
+      for (const auto& [k, v] : implied) (*req.mutable_params())[k] = v;
       for (const auto& kv : params) {
         const auto eq = kv.find('=');
         if (eq == std::string::npos || eq == 0) fail_usage("--param expects key=value (got '" + kv + "')");

@@ -10,11 +10,14 @@ PKGS=(build-essential cmake pkg-config ccache git
       libsqlite3-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libcli11-dev
       libssl-dev libpcre2-dev
       libtorch-dev libopenblas0-pthread
-      gnuplot-nox npm)
+      gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: many machines ship Node.js outside Debian's packages, and Debian's npm
+# conflicts with it; install the Debian one only when no npm is on PATH.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

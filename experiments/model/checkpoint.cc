@@ -10,7 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "spt/hash.h"
+#include "hub.h"
+#include "spt/hf_folder.h"
 #include "spt/util.h"
 
 namespace fs = std::filesystem;
@@ -98,36 +99,7 @@ Config read_config(const std::string& dir) {
   return c;
 }
 
-std::vector<std::string> weight_files(const std::string& dir) {
-  const fs::path d(dir);
-  if (fs::exists(d / "model.safetensors")) return {(d / "model.safetensors").string()};
-  const fs::path idx = d / "model.safetensors.index.json";
-  if (fs::exists(idx)) {
-    const nlohmann::json j = read_json(idx.string());
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw std::runtime_error(idx.string() + " has no weight_map object");
-    std::set<std::string> names;
-    for (const auto& [k, v] : j["weight_map"].items()) {
-      if (!v.is_string()) throw std::runtime_error(idx.string() + ": weight_map value for " + k + " is not a file name");
-      const std::string f = v.get<std::string>();
-      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-        throw std::runtime_error(idx.string() + ": shard name '" + f + "' must be a plain file name");
-      names.insert(f);
-    }
-    if (names.empty()) throw std::runtime_error(idx.string() + " lists no shards");
-    std::vector<std::string> out;
-    for (const auto& n : names) {
-      const fs::path p = d / n;
-      if (!fs::exists(p)) throw std::runtime_error("shard " + p.string() + " listed in " + idx.string() + " is missing");
-      out.push_back(p.string());
-    }
-    return out;
-  }
-  if (fs::exists(d / "pytorch_model.bin"))
-    throw std::runtime_error(dir + " has only pytorch_model.bin; this engine reads safetensors (convert it, "
-                                   "or download the model's model.safetensors)");
-  throw std::runtime_error(dir + " has neither model.safetensors nor model.safetensors.index.json");
-}
+std::vector<std::string> weight_files(const std::string& dir) { return hf::weight_files(dir); }
 
 std::vector<std::string> hub_cache_roots() {
   std::vector<std::string> roots;
@@ -175,10 +147,22 @@ std::string resolve_model_dir(const std::string& name_or_path) {
       if (!snaps.empty()) return snaps.front().string();
     }
   }
+  // Not cached: fetch it the way the hub client would, into the first cache root.
+  std::string why = "no cache folder to download into";
+  const auto roots = hub_cache_roots();
+  if (!roots.empty()) {
+    try {
+      const std::string snap = download_from_hub(hub_ids(name_or_path).front(), roots.front());
+      if (fs::exists(fs::path(snap) / "config.json") && has_weights(snap)) return snap;
+      why = "the download of " + name_or_path + " left no config.json + model.safetensors in " + snap;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+  }
   throw std::runtime_error("model '" + name_or_path + "' is not a folder and was not found in the Hugging Face cache "
                            "(looked in: " + (looked.empty() ? std::string("no cache folder configured") : join(looked, ", ")) +
-                           "). This engine does not download models: download it with huggingface-cli on a machine "
-                           "with internet (huggingface-cli download " + name_or_path +
+                           "), and it could not be downloaded (" + why + "). Download it with huggingface-cli on a "
+                           "machine with internet (huggingface-cli download " + name_or_path +
                            " config.json model.safetensors), or pass a folder with config.json and model.safetensors.");
 }
 
@@ -190,20 +174,9 @@ Checkpoint Checkpoint::open(const std::string& dir, const std::string& name) {
   const Config& c = ck.info_.config;
   const auto files = weight_files(dir);
 
-  Sha256 hash;
   std::set<std::string> dtypes;
   std::vector<std::string> unknown;
   for (size_t fi = 0; fi < files.size(); ++fi) {
-    // Hash the files as they are (one pass each, streamed).
-    {
-      std::ifstream in(files[fi], std::ios::binary);
-      if (!in) throw std::runtime_error("cannot read " + files[fi]);
-      std::vector<char> buf(1 << 20);
-      while (in) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        hash.update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
-      }
-    }
     ck.files_.push_back(st::File::open(files[fi]));
     for (const auto& t : ck.files_.back()->tensors()) {
       std::string key = t.name;
@@ -218,7 +191,7 @@ Checkpoint Checkpoint::open(const std::string& dir, const std::string& name) {
       dtypes.insert(t.dtype);
     }
   }
-  ck.info_.sha256 = hash.hex();
+  ck.info_.sha256 = hf::weights_sha256(files);
 
   // Expected tensors and their shapes.
   std::map<std::string, std::vector<int64_t>> want;

@@ -279,6 +279,7 @@ TEST(ResolveModelDir, FoldersCacheSnapshotsAndErrors) {
   const char* old_hub = std::getenv("HF_HUB_CACHE");
   const std::string saved = old_hub ? old_hub : "";
   setenv("HF_HUB_CACHE", root.string().c_str(), 1);
+  setenv("HF_HUB_OFFLINE", "1", 1);  // the download path has its own test (hub_test.cc)
   EXPECT_EQ(fs::path(resolve_model_dir("gpt2")), snaps / "bbb");  // refs/main wins
   fs::remove(root / "models--openai-community--gpt2" / "refs" / "main");
   EXPECT_EQ(fs::path(resolve_model_dir("gpt2")), snaps / "aaa");  // else any complete snapshot
@@ -289,6 +290,8 @@ TEST(ResolveModelDir, FoldersCacheSnapshotsAndErrors) {
   EXPECT_NE(e.find(root.string()), std::string::npos) << e;
   EXPECT_NE(e.find("huggingface-cli"), std::string::npos) << e;
   EXPECT_NE(e.find("pass a folder"), std::string::npos) << e;
+  EXPECT_NE(e.find("HF_HUB_OFFLINE"), std::string::npos) << e;
+  unsetenv("HF_HUB_OFFLINE");
   EXPECT_NE(error_of([] { resolve_model_dir("/no/such/folder"); }).find("does not exist"), std::string::npos);
   if (old_hub) setenv("HF_HUB_CACHE", saved.c_str(), 1);
   else unsetenv("HF_HUB_CACHE");

@@ -1,0 +1,35 @@
+#pragma once
+// Turns the friendly submit flags (--model, --dataset, --precision, ...) into
+// experiment params, describing local files so results name what they ran on:
+//
+//   --model gpt2            → model=gpt2 (workers resolve it in their HF cache)
+//   --model ./my-gpt2/      → model=<absolute path>, model_sha256, n_layer,
+//                             n_head (from the folder's config.json)
+//   --dataset wiki.valid.raw or a folder holding it
+//                           → dataset=<absolute path>, dataset_sha256
+//   with upload set, local folders/files go into the coordinator's artifact
+//   store first and the params name them as sha256:<digest>, so workers on
+//   other machines can fetch them.
+//
+// Torch-free and engine-free: only config.json and file digests are read.
+#include <functional>
+#include <map>
+#include <string>
+
+namespace spt::client {
+
+struct SubmitFlags {
+  std::string model, dataset, precision;
+  long long max_tokens = 0, chunk_len = 0;  // 0 = the experiment's default
+  bool upload = false;
+};
+
+// Uploads a local file under a name; returns its sha256.
+using Uploader = std::function<std::string(const std::string& path, const std::string& name)>;
+
+// Params implied by `f`, to merge under explicit --param values (which win).
+// Throws std::runtime_error with a clear message for unreadable or malformed
+// local inputs.
+std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload);
+
+}  // namespace spt::client
