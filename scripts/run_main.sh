@@ -23,9 +23,16 @@ for hub in "${HF_HUB_CACHE:-}" "${HF_HOME:+$HF_HOME/hub}" "$HOME/.cache/huggingf
     if [ -f "$snap/model.safetensors" ] && [ -f "$snap/config.json" ]; then MODEL=gpt2; fi
   done
 done
-if [ -n "$MODEL" ]; then
+if [ -z "$MODEL" ] && [ "${HF_HUB_OFFLINE:-0}" != 1 ] &&
+   curl -fsIL --max-time 8 "${HF_ENDPOINT:-https://huggingface.co}/gpt2/resolve/main/config.json" >/dev/null 2>&1; then
+  MODEL=gpt2-download
+fi
+if [ "$MODEL" = gpt2-download ]; then
+  echo "main: model = real GPT-2, which the worker downloads from the Hub into the HF cache"
+  MODEL_PARAM=(--model gpt2)
+elif [ -n "$MODEL" ]; then
   echo "main: model = real GPT-2 from the Hugging Face cache"
-  MODEL_PARAM=(--param model=gpt2)
+  MODEL_PARAM=(--model gpt2)
 else
   MODEL="$WORK/model-gpt2shape"
   if [ ! -f "$MODEL/model.safetensors" ]; then

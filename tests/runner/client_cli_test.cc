@@ -119,6 +119,60 @@ TEST_F(ClientCli, PutListAndResultsOut) {
     EXPECT_EQ(sha256_file(out + "/" + a["name"].get<std::string>()), a["sha256"]);
 }
 
+// submit --model/--dataset describe local files: the params name the model
+// by its weights' sha256 and shape (from config.json), the data by its
+// sha256; with --upload both travel through the artifact store.
+TEST_F(ClientCli, SubmitDescribesLocalModelAndDataset) {
+  const std::string model = dir_->file("my-gpt2");
+  std::filesystem::create_directories(model);
+  write_file_atomic(model + "/config.json", R"({"model_type": "gpt2", "n_layer": 3, "n_head": 2, "n_embd": 8})");
+  write_file_atomic(model + "/model.safetensors", std::string(5000, 'w'));  // only hashed by the client
+  const std::string data = dir_->file("wiki.valid.raw");
+  write_file_atomic(data, " = Title = \n\n Some text .\n");
+
+  auto params_of = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"submit", "exp10", "--parts", "a", "--priority", "-5", "--force",
+                                     "--precision", "bf16", "--max-tokens", "64", "--chunk-len", "32"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const int64_t id = json_of(args)["experiment_id"];
+    json_of({"cancel", std::to_string(id)});
+    const auto lg = json_of({"logs", std::to_string(id) + ":a/baseline"});
+    return nlohmann::json::parse(lg["params_json"].get<std::string>());
+  };
+  const auto p = params_of({"--model", model, "--dataset", data});
+  const std::string blob = p.dump();
+  EXPECT_EQ(p["model"], std::filesystem::absolute(model).string()) << blob;
+  EXPECT_EQ(p["model_sha256"], sha256_hex(std::string(5000, 'w'))) << blob;
+  EXPECT_EQ(p["n_layer"], 3) << blob;
+  EXPECT_EQ(p["n_head"], 2) << blob;
+  EXPECT_EQ(p["precision"], "bf16") << blob;
+  EXPECT_EQ(p["max_tokens"], 64) << blob;
+  EXPECT_EQ(p["chunk_len"], 32) << blob;
+  EXPECT_EQ(p["dataset"], data) << blob;
+  EXPECT_EQ(p["dataset_sha256"], sha256_file(data)) << blob;
+
+  const auto up = params_of({"--model", model, "--dataset", data, "--upload"});
+  ASSERT_TRUE(up["model"].is_string());
+  const std::string m = up["model"];
+  ASSERT_EQ(m.rfind("sha256:", 0), 0u) << m;
+  EXPECT_EQ(up["model_sha256"], p["model_sha256"]);
+  EXPECT_EQ(up["dataset"], "sha256:" + sha256_file(data));
+  const auto arts = json_of({"artifacts", "--prefix", "model/"});
+  bool found = false;
+  for (const auto& a : arts["artifacts"]) found |= a["sha256"] == m.substr(7);
+  EXPECT_TRUE(found) << arts.dump();
+
+  // Bad local inputs are refused before anything is submitted.
+  const auto r = run({client_bin(), "submit", "exp10", "--model", dir_->file("no-such-dir/x"), "--dataset", data},
+                     {{"SPT_SERVER", server_->address()}, {"SPT_TOKEN_FILE", server_->token_file()}});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("no such folder"), std::string::npos) << r.err;
+  const auto r2 = run({client_bin(), "submit", "exp10", "--model", data},
+                      {{"SPT_SERVER", server_->address()}, {"SPT_TOKEN_FILE", server_->token_file()}});
+  EXPECT_NE(r2.code, 0);
+  EXPECT_NE(r2.err.find("is a file"), std::string::npos) << r2.err;
+}
+
 TEST_F(ClientCli, CancelRetryWatch) {
   const auto sub = json_of({"submit", "selftest", "--param", "n=20", "--param", "stall=1", "--param", "stall_s=3600",
                             "--priority", "-1"});
