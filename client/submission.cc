@@ -17,11 +17,6 @@ namespace fs = std::filesystem;
 namespace spt::client {
 namespace {
 
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 int config_int(const nlohmann::json& j, const char* key, const std::string& path) {
   if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<long long>() <= 0)
@@ -34,10 +29,10 @@ int config_int(const nlohmann::json& j, const char* key, const std::string& path
 std::string tar_model(const fs::path& dir, const std::vector<std::string>& weights) {
   std::string list;
   for (const char* f : {"config.json", "model.safetensors.index.json", "vocab.json", "merges.txt"})
-    if (fs::exists(dir / f)) list += " " + sh_quote(f);
-  for (const auto& w : weights) list += " " + sh_quote(fs::path(w).filename().string());
+    if (fs::exists(dir / f)) list += " " + shell_quote(f);
+  for (const auto& w : weights) list += " " + shell_quote(fs::path(w).filename().string());
   const fs::path out = fs::temp_directory_path() / ("spt-model-" + std::to_string(getpid()) + ".tar");
-  const std::string cmd = "tar -cf " + sh_quote(out.string()) + " -C " + sh_quote(dir.string()) + list;
+  const std::string cmd = "tar -cf " + shell_quote(out.string()) + " -C " + shell_quote(dir.string()) + list;
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not archive model folder " + dir.string());
   return out.string();
 }

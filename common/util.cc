@@ -49,4 +49,10 @@ double round_to(double x, int digits) {
   return std::strtod(buf, nullptr);
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace spt

@@ -15,6 +15,9 @@ std::string read_file(const std::string& path);
 // Writes via a temporary file and rename, so readers never see half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+// `s` as one single-quoted word for /bin/sh (tar, curl, gnuplot commands).
+std::string shell_quote(const std::string& s);
+
 // JSON with sorted keys and no whitespace: equal documents, equal bytes.
 // nlohmann's object type is a std::map, so dump() is already key-sorted.
 inline std::string canonical_json(const nlohmann::json& j) { return j.dump(); }

@@ -38,11 +38,6 @@ std::string env_or(const char* k, const std::string& def) {
   return v && *v ? v : def;
 }
 
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // A fetched model blob: a folder, or a tar archive unpacked once under
 // cache_dir/models/<digest>.
@@ -54,7 +49,7 @@ std::string unpack_model_blob(const std::string& path, const std::string& cache_
   const fs::path tmp = dest.string() + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  const std::string cmd = "tar -xf " + sh_quote(path) + " -C " + sh_quote(tmp.string()) + " 2>/dev/null";
+  const std::string cmd = "tar -xf " + shell_quote(path) + " -C " + shell_quote(tmp.string()) + " 2>/dev/null";
   if (std::system(cmd.c_str()) != 0)
     throw Permanent("model blob " + path + " is neither a folder nor a tar archive of one");
   // A tar of "folder/…" has one top-level directory; use it.

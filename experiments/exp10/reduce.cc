@@ -114,7 +114,7 @@ json Ctx::provenance() const {
                                 "torch_version", "code_version", "seed",        "config",           "bos"};
   json out = json::object();
   json conflicts = json::array();
-  std::set<std::string> devices;
+  std::set<std::string> devices, data_files;
   for (const auto& in : job.inputs) {
     if (!in.result.is_object() || !in.result.contains("provenance")) continue;
     const json& p = in.result.at("provenance");
@@ -130,8 +130,13 @@ json Ctx::provenance() const {
     if (p.contains("devices") && p.at("devices").is_array())
       for (const auto& d : p.at("devices"))
         if (d.is_string()) devices.insert(d.get<std::string>());
+    if (p.contains("data_file") && p.at("data_file").is_string()) data_files.insert(p.at("data_file").get<std::string>());
+    if (p.contains("data_files") && p.at("data_files").is_array())
+      for (const auto& d : p.at("data_files"))
+        if (d.is_string()) data_files.insert(d.get<std::string>());
   }
   out["devices"] = devices;
+  out["data_files"] = data_files;
   out["reduce"] = {{"worker", rc.worker},
                    {"device", rc.device},
                    {"code_version", SPT_CODE_VERSION},
@@ -203,6 +208,19 @@ std::string num(double v) {
   return buf;
 }
 
+std::string data_description(const json& prov) {
+  std::set<std::string> names;
+  if (prov.contains("data_files") && prov.at("data_files").is_array())
+    for (const auto& f : prov.at("data_files"))
+      if (f.is_string()) names.insert(std::filesystem::path(f.get<std::string>()).filename().string());
+  if (names.size() == 1 && *names.begin() == "wiki.valid.raw") return "the WikiText-2 validation split";
+  if (names.size() == 1 && *names.begin() == "wiki.test.raw") return "the WikiText-2 test split";
+  if (names.empty()) return "the dataset";
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "`" : ", `") + n + "`";
+  return s + " (a file not named wiki.valid.raw: not the WikiText-2 validation split unless renamed; see Provenance)";
+}
+
 std::string provenance_md(const json& prov) {
   std::string s = "## Provenance\n\n";
   auto line = [&](const char* label, const char* key) {
@@ -213,7 +231,7 @@ std::string provenance_md(const json& prov) {
   };
   line("model", "model");
   line("model sha256", "model_sha256");
-  line("data file", "data_file");
+  line("data files (as each worker saw them)", "data_files");
   line("data sha256", "data_sha256");
   line("tokenizer sha256", "tokenizer_sha256");
   line("precision", "precision");

@@ -300,7 +300,7 @@ json reduce_exp10(Ctx& c) {
   namespace R = report;
   std::string md = "# exp10: head ablation (Phase 1) — " + m + "\n\n";
   md += "Zero-ablation of each attention head (hook_z = 0) on the first " +
-        R::count(c.param_int("max_tokens", 0)) + " tokens of the WikiText-2 validation split (" +
+        R::count(c.param_int("max_tokens", 0)) + " tokens of " + data_description(c.provenance()) + " (" +
         std::to_string(a.value("n_chunks", 0)) + " chunks of " + std::to_string(c.param_int("chunk_len", 0)) +
         ", " + R::count(a.value("n_predicted_tokens", 0)) + " predicted tokens).\n\n";
   md += "**Baseline PPL: " + R::fixed(a.at("baseline_ppl").get<double>(), 2) + "**\n\n";

@@ -85,6 +85,9 @@ std::string curve_dat(const json& rows, const char* n_key);
 std::string num(double v);
 // Markdown section listing the provenance of a document.
 std::string provenance_md(const json& prov);
+// "the WikiText-2 validation split" when every worker read wiki.valid.raw,
+// else the file names, said plainly (a report never claims data it did not use).
+std::string data_description(const json& prov);
 // Verifies that every step in `want` (except 0) is present; throws naming
 // the missing ones.
 void require_steps(const std::map<int, PplPoint>& got, const std::vector<int>& want, const std::string& what);

@@ -14,11 +14,6 @@ namespace fs = std::filesystem;
 namespace spt::gpt2 {
 namespace {
 
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 bool truthy(const char* v) {
   if (!v) return false;
@@ -29,11 +24,11 @@ bool truthy(const char* v) {
 // One file; returns "" on success, else why not. `headers` receives the
 // response headers (for the revision).
 std::string curl_get(const std::string& url, const fs::path& out, const fs::path& headers) {
-  std::string cmd = "curl -fsSL --connect-timeout 15 --retry 2 -o " + sh_quote(out.string()) + " -D " +
-                    sh_quote(headers.string());
+  std::string cmd = "curl -fsSL --connect-timeout 15 --retry 2 -o " + shell_quote(out.string()) + " -D " +
+                    shell_quote(headers.string());
   if (const char* t = std::getenv("HF_TOKEN"); t && *t)
-    cmd += " -H " + sh_quote(std::string("Authorization: Bearer ") + t);
-  cmd += " " + sh_quote(url) + " 2>&1";
+    cmd += " -H " + shell_quote(std::string("Authorization: Bearer ") + t);
+  cmd += " " + shell_quote(url) + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return "cannot run curl";
   std::string msg;

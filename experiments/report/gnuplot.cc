@@ -32,16 +32,6 @@ std::string media_type_of(const std::string& name) {
 bool executable(const std::string& p) { return !p.empty() && ::access(p.c_str(), X_OK) == 0; }
 
 // Shell single-quoting.
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
 
 }  // namespace
 
@@ -97,7 +87,7 @@ Rendered render(const Figure& fig, const std::string& dir) {
   }
   const std::string log = (fs::path(dir) / (fig.name + ".gnuplot.log")).string();
   const std::string cmd =
-      "cd " + sh_quote(dir) + " && " + sh_quote(gnuplot) + " " + sh_quote(gp) + " > " + sh_quote(log) + " 2>&1";
+      "cd " + shell_quote(dir) + " && " + shell_quote(gnuplot) + " " + shell_quote(gp) + " > " + shell_quote(log) + " 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string png_path = (fs::path(dir) / png).string();
   std::error_code ec;

@@ -26,14 +26,14 @@ using nlohmann::json;
 const double kBase = 20.0;
 const double kHeadPpl[3][4] = {{30, 20, 19.9, 25}, {20, 21, 20.1, 19.9}, {20.2, 22, 20, 20.4}};
 
-json ppl_result(double ppl, const std::string& device = "cpu") {
+json ppl_result(double ppl, const std::string& device = "cpu", const std::string& data = "/data/wiki.valid.raw") {
   const int64_t n = 1000;
   return {{"ppl", round_to(ppl, 4)},
           {"nll_sum", std::log(ppl) * n},
           {"n_tokens", n},
           {"n_chunks", 2},
           {"total_tokens", 1002},
-          {"provenance", {{"model_sha256", "m1"}, {"data_sha256", "d1"}, {"code_version", "v"}, {"device", device}}}};
+          {"provenance", {{"model_sha256", "m1"}, {"data_sha256", "d1"}, {"code_version", "v"}, {"device", device}, {"data_file", data}}}};
 }
 
 json base_params(const std::string& reduce) {
@@ -65,14 +65,16 @@ class ReduceTest : public ::testing::Test {
   }
 
   json exp10a() {
-    std::vector<JobInput> in = {{"a/baseline", kKindPpl, ppl_result(kBase, "cuda:0 H100")}};
+    std::vector<JobInput> in = {{"a/baseline", kKindPpl, ppl_result(kBase, "cuda:0 H100", data_)}};
     for (int l = 0; l < 3; ++l)
-      for (int h = 0; h < 4; ++h) in.push_back({"a/head/" + head_name(l, h), kKindPpl, ppl_result(kHeadPpl[l][h])});
+      for (int h = 0; h < 4; ++h)
+        in.push_back({"a/head/" + head_name(l, h), kKindPpl, ppl_result(kHeadPpl[l][h], "cpu", data_)});
     return run_reduce(job("a/reduce", base_params("a"), in), rc_).result;
   }
 
   fs::path dir_;
   ReduceContext rc_;
+  std::string data_ = "/data/wiki.valid.raw";
 };
 
 TEST_F(ReduceTest, Exp10aRoundsAndKeepsLayerMajorOrder) {
@@ -172,6 +174,7 @@ TEST_F(ReduceTest, CumulativeAndCombinedReport) {
   const std::string md = read_file((dir_ / "exp10_results_tiny.md").string());
   EXPECT_NE(md.find("| 1 | L0H0 | +50.0 % | 30.00 |"), std::string::npos) << md;
   EXPECT_NE(md.find("Success criteria"), std::string::npos);
+  EXPECT_NE(md.find("tokens of the WikiText-2 validation split"), std::string::npos) << md;
   EXPECT_NE(md.find("PASS"), std::string::npos);
   std::set<std::string> names;
   for (const auto& f : out.files) {
@@ -187,6 +190,22 @@ TEST_F(ReduceTest, CumulativeAndCombinedReport) {
     EXPECT_TRUE(names.count("exp10c_pareto_tiny.png"));
     EXPECT_TRUE(out.notes.empty()) << out.notes.front();
   }
+}
+
+// A report never claims WikiText-2 for a run on another text.
+TEST_F(ReduceTest, ReportNamesTheDataItRanOn) {
+  data_ = "/elsewhere/sample_wiki.raw";
+  const json a = exp10a();
+  EXPECT_EQ(a.at("provenance").at("data_files"), json::array({data_}));
+  std::vector<JobInput> cin = {{"a/reduce", kKindReduce, a}};
+  for (int n : {5, 10, 12}) cin.push_back({"c/step/" + std::to_string(n), kKindPpl, ppl_result(21, "cpu", data_)});
+  const json c = run_reduce(job("c/reduce", base_params("c"), cin), rc_).result;
+  run_reduce(job("exp10/report", base_params("exp10"), {{"a/reduce", kKindReduce, a}, {"c/reduce", kKindReduce, c}}),
+             rc_);
+  const std::string md = read_file((dir_ / "exp10_results_tiny.md").string());
+  EXPECT_EQ(md.find("WikiText-2 validation split ("), std::string::npos) << md;
+  EXPECT_NE(md.find("tokens of `sample_wiki.raw` (a file not named wiki.valid.raw"), std::string::npos) << md;
+  EXPECT_NE(md.find(data_), std::string::npos) << "provenance lists the file";
 }
 
 TEST_F(ReduceTest, WithoutExp3efOrGnuplotStillSucceeds) {
