@@ -9,7 +9,7 @@ PKGS=(build-essential cmake pkg-config ccache git
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
       libsqlite3-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libcli11-dev
       libssl-dev libpcre2-dev
-      libtorch-dev libopenblas0-pthread
+      libtorch-dev libopenblas0-pthread libtcmalloc-minimal4
       gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
