@@ -337,7 +337,9 @@ at::ScalarType matrix_dtype(Precision p) { return p == Precision::bf16 ? at::kBF
 //  * The [rows, vocab] logits slices are large enough for glibc to mmap and
 //    unmap them on every call, page-faulting them in again each time; a
 //    higher mmap/trim threshold keeps that memory in the heap for reuse.
-//    MALLOC_* environment variables, when set, win.
+//    MALLOC_* environment variables, when set, win. (glibc still maps blocks
+//    over 32 MiB, so the CPU binaries link tcmalloc where it exists; then
+//    these calls do nothing.)
 void tune_cpu_runtime() {
   static const bool done = [] {
     if (!std::getenv("OPENBLAS_NUM_THREADS") && !std::getenv("GOTO_NUM_THREADS"))
