@@ -744,15 +744,17 @@ int64_t Store::resolve(const v1::ExperimentRef& ref) {
   return q.i64(0);
 }
 
+void Store::require_experiment(int64_t experiment_id) {
+  Query q(*db_, "SELECT 1 FROM experiments WHERE id = ?");
+  q.bind(experiment_id);
+  if (!q.step()) throw NotFound("no experiment with id " + std::to_string(experiment_id));
+}
+
 int Store::cancel(int64_t experiment_id) {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
   Txn txn(*db_);
-  {
-    Query q(*db_, "SELECT 1 FROM experiments WHERE id = ?");
-    q.bind(experiment_id);
-    if (!q.step()) throw NotFound("no experiment with id " + std::to_string(experiment_id));
-  }
+  require_experiment(experiment_id);
   std::vector<int64_t> ids;
   {
     Query q(*db_,
@@ -774,11 +776,7 @@ int Store::retry(int64_t experiment_id) {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
   Txn txn(*db_);
-  {
-    Query q(*db_, "SELECT 1 FROM experiments WHERE id = ?");
-    q.bind(experiment_id);
-    if (!q.step()) throw NotFound("no experiment with id " + std::to_string(experiment_id));
-  }
+  require_experiment(experiment_id);
   std::vector<int64_t> ids;
   {
     // First make every retried job non-terminal, so that counting deps not

@@ -135,6 +135,8 @@ class Store {
   void release_dependents(int64_t job_id);
   void fail_dependents(int64_t job_id, const std::string& job_name, int64_t now);
   void finish_if_complete(int64_t experiment_id, int64_t now);
+  // Throws NotFound unless the experiment exists (caller holds mu_).
+  void require_experiment(int64_t experiment_id);
   void event(int64_t job_id, int64_t now, const char* event, const std::string& detail);
   int64_t backoff_ms(int attempt) const;
   v1::ExperimentStatus status_locked(int64_t id);

@@ -59,16 +59,6 @@ std::map<std::string, json> reduce_results(Server& s, int64_t id) {
   return out;
 }
 
-std::optional<v1::WorkerInfo> worker_named(Server& s, const std::string& name) {
-  grpc::ClientContext ctx;
-  s.prepare(ctx, 5);
-  v1::ListWorkersResponse lw;
-  if (!s.control().ListWorkers(&ctx, v1::ListWorkersRequest(), &lw).ok()) return std::nullopt;
-  for (const auto& w : lw.workers())
-    if (w.name() == name) return w;
-  return std::nullopt;
-}
-
 // exp10a tables agree to rounding plus fp32 summation-order noise.
 void expect_same_table(const json& got, const json& want) {
   ASSERT_EQ(got.at("results").size(), want.at("results").size());

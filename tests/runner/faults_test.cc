@@ -14,16 +14,6 @@
 namespace spt::test {
 namespace {
 
-std::optional<v1::WorkerInfo> worker_named(Server& s, const std::string& name) {
-  grpc::ClientContext ctx;
-  s.prepare(ctx, 5);
-  v1::ListWorkersResponse lw;
-  if (!s.control().ListWorkers(&ctx, v1::ListWorkersRequest(), &lw).ok()) return std::nullopt;
-  for (const auto& w : lw.workers())
-    if (w.name() == name) return w;
-  return std::nullopt;
-}
-
 TEST(Faults, KilledWorkersJobsFinishElsewhereExactlyOnce) {
   TempDir dir;
   Server server(dir, {.lease_ttl_ms = 1500, .heartbeat_ms = 300});

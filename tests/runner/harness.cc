@@ -266,6 +266,16 @@ std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& ser
   return std::make_unique<Process>(a, dir.file("worker-" + opt.name + ".log"), env);
 }
 
+std::optional<v1::WorkerInfo> worker_named(Server& s, const std::string& name) {
+  grpc::ClientContext ctx;
+  s.prepare(ctx, 5);
+  v1::ListWorkersResponse lw;
+  if (!s.control().ListWorkers(&ctx, v1::ListWorkersRequest(), &lw).ok()) return std::nullopt;
+  for (const auto& w : lw.workers())
+    if (w.name() == name) return w;
+  return std::nullopt;
+}
+
 v1::ExperimentStatus experiment_status(Server& s, int64_t id) {
   grpc::ClientContext ctx;
   s.prepare(ctx);

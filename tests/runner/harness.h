@@ -136,6 +136,9 @@ int64_t submit(Server& s, const std::string& experiment, const std::map<std::str
 // Polls until the experiment leaves "running" or timeout_s; returns its status.
 v1::ExperimentStatus wait_finished(Server& s, int64_t id, double timeout_s);
 
+// The worker registered under `name`, if the server lists one.
+std::optional<v1::WorkerInfo> worker_named(Server& s, const std::string& name);
+
 // Results of an experiment (asserting OK).
 v1::ResultsResponse results(Server& s, int64_t id);
 // Waits for the selftest experiment `id` of n map jobs to finish, then
