@@ -167,7 +167,8 @@ int main(int argc, char** argv) {
   submit->add_option("--parts", parts, "parts to run, e.g. abcd (default: the experiment's)");
   submit->add_option("--param", params, "experiment parameter k=v (repeatable)")->allow_extra_args(false);
   spt::client::SubmitFlags sf;
-  submit->add_option("--model", sf.model, "HF name (gpt2, ...), a local model folder, or sha256:<artifact>");
+  submit->add_option("--model", sf.model,
+                     "HF name (gpt2, ...), a local model folder, or sha256:<artifact>; a,b,... for several");
   submit->add_option("--dataset", sf.dataset, "text file (wiki.valid.raw), a folder holding it, or a name");
   submit->add_option("--precision", sf.precision, "fp32 | tf32 | bf16 (default fp32)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));

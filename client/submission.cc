@@ -5,9 +5,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "experiments/platform/model_names.h"
 #include "spt/hash.h"
 #include "spt/hf_folder.h"
 #include "spt/util.h"
@@ -16,7 +19,6 @@ namespace fs = std::filesystem;
 
 namespace spt::client {
 namespace {
-
 
 int config_int(const nlohmann::json& j, const char* key, const std::string& path) {
   if (!j.contains(key) || !j[key].is_number_integer() || j[key].get<long long>() <= 0)
@@ -37,46 +39,110 @@ std::string tar_model(const fs::path& dir, const std::vector<std::string>& weigh
   return out.string();
 }
 
+// One --model entry resolved: a folder (described, maybe uploaded) or a name.
+struct ResolvedModel {
+  std::string model, sha256;
+  int n_layer = 0, n_head = 0;  // 0: not read (a name)
+  bool folder = false;
+};
+
+ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploader& upload) {
+  ResolvedModel r;
+  const fs::path dir(spec);
+  if (fs::is_directory(dir)) {
+    const std::string cfg_path = (dir / "config.json").string();
+    if (!fs::exists(cfg_path)) throw std::runtime_error("--model " + spec + ": folder has no config.json");
+    nlohmann::json cfg;
+    try {
+      cfg = nlohmann::json::parse(read_file(cfg_path));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("--model " + spec + ": corrupt config.json: " + e.what());
+    }
+    const auto weights = hf::weight_files(dir.string());
+    r.folder = true;
+    r.n_layer = config_int(cfg, "n_layer", cfg_path);
+    r.n_head = config_int(cfg, "n_head", cfg_path);
+    r.sha256 = hf::weights_sha256(weights);
+    if (upload_it) {
+      const std::string tar = tar_model(fs::absolute(dir), weights);
+      try {
+        r.model = "sha256:" + upload(tar, "model/" + r.sha256 + ".tar");
+      } catch (...) {
+        fs::remove(tar);
+        throw;
+      }
+      fs::remove(tar);
+    } else {
+      r.model = fs::absolute(dir).lexically_normal().string();
+    }
+  } else if (fs::exists(dir)) {
+    throw std::runtime_error("--model " + spec + " is a file; give the model's folder (config.json + "
+                             "model.safetensors) or a name such as gpt2");
+  } else if (spec[0] == '.' || spec[0] == '/') {
+    throw std::runtime_error("--model " + spec + ": no such folder");
+  } else {
+    r.model = spec;  // a hub name or an uploaded artifact; workers resolve it
+  }
+  return r;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// The model params of `--model a,b,…`: one entry → plain values; several →
+// aligned comma lists (experiments/platform/plan_builder.h). Dims are
+// listed only when some entry is a folder; a name's entry then carries its
+// known dims, or stays empty for the plan to fill in.
+void add_model_params(const SubmitFlags& f, const Uploader& upload, std::map<std::string, std::string>& p) {
+  const auto specs = split_commas(f.model);
+  std::vector<ResolvedModel> ms;
+  for (const auto& spec : specs) {
+    if (spec.empty()) throw std::runtime_error("--model " + f.model + ": empty entry in the list");
+    ms.push_back(resolve_model(spec, f.upload, upload));
+  }
+  if (ms.size() == 1) {
+    const ResolvedModel& m = ms.front();
+    p["model"] = m.model;
+    if (m.folder) {
+      p["n_layer"] = std::to_string(m.n_layer);
+      p["n_head"] = std::to_string(m.n_head);
+      p["model_sha256"] = m.sha256;
+    }
+    return;
+  }
+  bool any_folder = false;
+  for (const auto& m : ms) any_folder |= m.folder;
+  auto join = [&](auto field) {
+    std::string s;
+    for (size_t i = 0; i < ms.size(); ++i) s += (i ? "," : "") + field(ms[i]);
+    return s;
+  };
+  p["model"] = join([](const ResolvedModel& m) { return m.model; });
+  if (!any_folder) return;
+  // A name's dims: known ones, else "" for the plan to fill in or refuse.
+  auto dims = [](const ResolvedModel& m, bool layers) -> std::string {
+    if (m.folder) return std::to_string(layers ? m.n_layer : m.n_head);
+    const auto* k = platform::known_model(m.model);
+    return k ? std::to_string(layers ? k->n_layer : k->n_head) : "";
+  };
+  p["n_layer"] = join([&](const ResolvedModel& m) { return dims(m, true); });
+  p["n_head"] = join([&](const ResolvedModel& m) { return dims(m, false); });
+  p["model_sha256"] = join([](const ResolvedModel& m) { return m.sha256; });
+}
+
 }  // namespace
 
 std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload) {
   std::map<std::string, std::string> p;
-  if (!f.model.empty()) {
-    const fs::path dir(f.model);
-    if (fs::is_directory(dir)) {
-      const std::string cfg_path = (dir / "config.json").string();
-      if (!fs::exists(cfg_path)) throw std::runtime_error("--model " + f.model + ": folder has no config.json");
-      nlohmann::json cfg;
-      try {
-        cfg = nlohmann::json::parse(read_file(cfg_path));
-      } catch (const std::exception& e) {
-        throw std::runtime_error("--model " + f.model + ": corrupt config.json: " + e.what());
-      }
-      const auto weights = hf::weight_files(dir.string());
-      p["n_layer"] = std::to_string(config_int(cfg, "n_layer", cfg_path));
-      p["n_head"] = std::to_string(config_int(cfg, "n_head", cfg_path));
-      p["model_sha256"] = hf::weights_sha256(weights);
-      if (f.upload) {
-        const std::string tar = tar_model(fs::absolute(dir), weights);
-        try {
-          p["model"] = "sha256:" + upload(tar, "model/" + p["model_sha256"] + ".tar");
-        } catch (...) {
-          fs::remove(tar);
-          throw;
-        }
-        fs::remove(tar);
-      } else {
-        p["model"] = fs::absolute(dir).lexically_normal().string();
-      }
-    } else if (fs::exists(dir)) {
-      throw std::runtime_error("--model " + f.model + " is a file; give the model's folder (config.json + "
-                               "model.safetensors) or a name such as gpt2");
-    } else if (f.model[0] == '.' || f.model[0] == '/') {
-      throw std::runtime_error("--model " + f.model + ": no such folder");
-    } else {
-      p["model"] = f.model;  // a hub name or an uploaded artifact; workers resolve it
-    }
-  }
+  if (!f.model.empty()) add_model_params(f, upload, p);
   if (!f.dataset.empty()) {
     fs::path file(f.dataset);
     if (fs::is_directory(file)) {

@@ -5,6 +5,10 @@
 //   --model gpt2            → model=gpt2 (workers resolve it in their HF cache)
 //   --model ./my-gpt2/      → model=<absolute path>, model_sha256, n_layer,
 //                             n_head (from the folder's config.json)
+//   --model gpt2,./m2/      → one entry per model, each resolved as above,
+//                             as aligned comma lists (model=gpt2,<path>
+//                             n_layer=12,2 n_head=12,4 model_sha256=,<hex>);
+//                             dims/sha listed only if some entry is a folder
 //   --dataset wiki.valid.raw or a folder holding it
 //                           → dataset=<absolute path>, dataset_sha256
 //   with upload set, local folders/files go into the coordinator's artifact

@@ -15,6 +15,10 @@ struct Entry {
 
 const Entry kExperiments[] = {
     {"selftest", plan_selftest},
+    {"exp1", plan_exp1},
+    {"exp2", plan_exp2},
+    {"exp3", plan_exp3},
+    {"exp3ef", plan_exp3ef},
     {"exp10", plan_exp10},
 };
 

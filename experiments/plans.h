@@ -27,5 +27,9 @@ class ParamReader {
 
 Plan plan_selftest(const Request& req);
 Plan plan_exp10(const Request& req);  // experiments/exp10/plan.cc
+Plan plan_exp1(const Request& req);   // experiments/sigma/plan.cc
+Plan plan_exp2(const Request& req);
+Plan plan_exp3(const Request& req);
+Plan plan_exp3ef(const Request& req);
 
 }  // namespace spt::plan

@@ -15,7 +15,8 @@
 // false) or per worker ($SPT_EXP10_FUSE=0): then each job is one nll().
 // Other knobs (environment): SPT_EXP10_FUSE_MAX (variants per fused call,
 // 48), SPT_EXP10_FUSE_TOKENS (variant-tokens per fused call, 2^20),
-// SPT_EXP10_MODEL_CACHE (models kept loaded, 2).
+// and the platform model host's SPT_MODEL_CACHE (models kept loaded, 2;
+// platform/model_host.h, shared with every family on the worker).
 //
 // Result of an exp10.ppl job:
 //   {ppl (4 dp), nll_sum, n_tokens (predicted), n_chunks, total_tokens,

@@ -9,7 +9,6 @@
 #include "analysis/thresholds.h"
 #include "exp10/reduce_internal.h"
 #include "spt/util.h"
-#include "spt/version.h"
 
 namespace spt::exp10 {
 
@@ -48,32 +47,10 @@ HeadId parse_head(const std::string& s) {
 }
 
 Ctx::Ctx(const JobSpec& j, const ReduceContext& r)
-    : job(j), rc(r), label(model_label(j.params.value("model", std::string("model")))) {
+    : platform::Reduce(j, r), label(model_label(j.params.value("model", std::string("model")))) {
   n_layer = j.params.value("n_layer", 0);
   n_head = j.params.value("n_head", 0);
   if (n_layer < 1 || n_head < 1) throw std::runtime_error("reduce job " + j.name + " lacks n_layer/n_head");
-}
-
-const json& Ctx::input(const std::string& name) const {
-  if (const json* p = maybe(name)) return *p;
-  throw std::runtime_error("reduce " + job.name + " needs the result of " + name + " (not among its inputs)");
-}
-
-const json* Ctx::maybe(const std::string& name) const {
-  for (const auto& in : job.inputs)
-    if (in.name == name) return &in.result;
-  return nullptr;
-}
-
-std::map<std::string, const json*> Ctx::with_prefix(const std::string& prefix) const {
-  std::map<std::string, const json*> out;
-  for (const auto& in : job.inputs)
-    if (in.name.rfind(prefix, 0) == 0) {
-      const std::string key = in.name.substr(prefix.size());
-      if (!out.emplace(key, &in.result).second)
-        throw std::runtime_error("reduce " + job.name + ": input " + in.name + " appears twice");
-    }
-  return out;
 }
 
 std::map<int, PplPoint> Ctx::steps(const std::string& prefix) const {
@@ -95,83 +72,6 @@ std::map<int, PplPoint> Ctx::steps(const std::string& prefix) const {
     out[n] = p;
   }
   return out;
-}
-
-std::string Ctx::param(const std::string& key, const std::string& def) const {
-  const auto& p = job.params;
-  return p.contains(key) && p.at(key).is_string() ? p.at(key).get<std::string>() : def;
-}
-
-int64_t Ctx::param_int(const std::string& key, int64_t def) const {
-  const auto& p = job.params;
-  return p.contains(key) && p.at(key).is_number_integer() ? p.at(key).get<int64_t>() : def;
-}
-
-json Ctx::provenance() const {
-  // Fields every input must agree on (paths and devices may differ per
-  // worker and are not compared).
-  static const char* kKeys[] = {"model",        "model_sha256", "data_sha256", "tokenizer_sha256", "precision",
-                                "torch_version", "code_version", "seed",        "config",           "bos"};
-  json out = json::object();
-  json conflicts = json::array();
-  std::set<std::string> devices, data_files;
-  for (const auto& in : job.inputs) {
-    if (!in.result.is_object() || !in.result.contains("provenance")) continue;
-    const json& p = in.result.at("provenance");
-    if (!p.is_object()) continue;
-    for (const char* k : kKeys) {
-      if (!p.contains(k)) continue;
-      if (!out.contains(k))
-        out[k] = p.at(k);
-      else if (out.at(k) != p.at(k))
-        conflicts.push_back({{"field", k}, {"input", in.name}, {"value", p.at(k)}, {"kept", out.at(k)}});
-    }
-    if (p.contains("device") && p.at("device").is_string()) devices.insert(p.at("device").get<std::string>());
-    if (p.contains("devices") && p.at("devices").is_array())
-      for (const auto& d : p.at("devices"))
-        if (d.is_string()) devices.insert(d.get<std::string>());
-    if (p.contains("data_file") && p.at("data_file").is_string()) data_files.insert(p.at("data_file").get<std::string>());
-    if (p.contains("data_files") && p.at("data_files").is_array())
-      for (const auto& d : p.at("data_files"))
-        if (d.is_string()) data_files.insert(d.get<std::string>());
-  }
-  out["devices"] = devices;
-  out["data_files"] = data_files;
-  out["reduce"] = {{"worker", rc.worker},
-                   {"device", rc.device},
-                   {"code_version", SPT_CODE_VERSION},
-                   {"torch_version", rc.torch_version}};
-  if (!out.contains("code_version")) out["code_version"] = SPT_CODE_VERSION;
-  if (!out.contains("seed")) out["seed"] = 0;
-  if (!conflicts.empty()) out["conflicts"] = conflicts;
-  return out;
-}
-
-json Ctx::emit_json(const std::string& name, json doc) {
-  doc["provenance"] = provenance();
-  emit_text(name + ".json", doc.dump(2) + "\n", "application/json");
-  return doc;
-}
-
-void Ctx::emit_text(const std::string& name, const std::string& text, const std::string& media_type) {
-  std::filesystem::create_directories(rc.out_dir);
-  const std::string path = (std::filesystem::path(rc.out_dir) / name).string();
-  write_file_atomic(path, text);
-  out.files.push_back({name, path, media_type});
-}
-
-void Ctx::emit_figure(const report::Figure& fig) {
-  const auto r = report::render(fig, rc.out_dir);
-  for (const auto& f : r.files) out.files.push_back(f);
-  figures_.push_back(fig.name);
-  if (!r.png) out.notes.push_back(fig.name + ": " + r.note);
-}
-
-std::string Ctx::figure_notes() const {
-  std::string s = "## Figures\n\n";
-  for (const auto& f : figures_) s += "- `" + f + ".png` (data and gnuplot script alongside: `" + f + ".gp`)\n";
-  for (const auto& n : out.notes) s += "- note: " + n + "\n";
-  return s + "\n";
 }
 
 json cumulative_rows(const std::map<int, double>& ppl_by_n, double base_for_ratio, double base_shown,

@@ -19,32 +19,16 @@
 // Rounding follows spec §2.7: PPL 4 dp, ΔPPL 6 dp, ratios 4 dp; rankings
 // and thresholds use the rounded values; exp10a/10c divide by the freshly
 // computed (unrounded) baseline, every later part by exp10a's rounded one.
-#include <functional>
 #include <string>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "report/gnuplot.h"
+#include "platform/reduce_context.h"
 #include "spt/job.h"
 
 namespace spt::exp10 {
 
-struct ReduceContext {
-  std::string out_dir;        // files are written here (created if needed)
-  std::string device;         // of the worker running the reduce
-  std::string worker;
-  std::string torch_version;  // "" where the reduce runs without LibTorch
-  // Resolves "sha256:<hex>" or a registered name to a local file (the
-  // worker's blob cache); may be empty, then only local paths work.
-  std::function<std::string(const std::string&)> fetch;
-};
-
-struct ReduceOutput {
-  nlohmann::json result;
-  std::vector<report::File> files;
-  std::vector<std::string> notes;  // e.g. "figures not rendered: …"
-};
+// The platform's reduce vocabulary under the family's names.
+using ReduceContext = spt::platform::ReduceContext;
+using ReduceOutput = spt::platform::ReduceOutput;
 
 // Throws std::runtime_error with a message naming what is missing or
 // inconsistent (e.g. a head reported twice or not at all).

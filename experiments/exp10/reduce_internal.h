@@ -37,40 +37,17 @@ PplPoint read_ppl(const json& result, const std::string& job_name);
 // "L3H7" → {3, 7}; throws on anything else.
 HeadId parse_head(const std::string& s);
 
-class Ctx {
+// One exp10 reduce job: the platform's Reduce plus the model's shape.
+class Ctx : public platform::Reduce {
  public:
   Ctx(const JobSpec& job, const ReduceContext& rc);
 
-  const JobSpec& job;
-  const ReduceContext& rc;
   const std::string label;  // model label for file names
   int n_layer = 0, n_head = 0;
-  ReduceOutput out;
 
-  // The input named `name`'s result; throws naming the job and the input.
-  const json& input(const std::string& name) const;
-  // nullptr when absent (optional upstream parts).
-  const json* maybe(const std::string& name) const;
-  // Inputs whose name starts with `prefix`, by the remainder of the name.
-  std::map<std::string, const json*> with_prefix(const std::string& prefix) const;
   // Step inputs "<prefix><n>" → PPL point, skipped ones dropped; "all" is
   // keyed by the n the executor reports in variant.n_additional.
   std::map<int, PplPoint> steps(const std::string& prefix) const;
-
-  std::string param(const std::string& key, const std::string& def = "") const;
-  int64_t param_int(const std::string& key, int64_t def) const;
-
-  json provenance() const;  // merged from the inputs, plus the reduce's own
-  // Writes `doc` (plus provenance) as <name>.json; returns the document
-  // with provenance so it can be the job's result.
-  json emit_json(const std::string& name, json doc);
-  void emit_text(const std::string& name, const std::string& text, const std::string& media_type);
-  void emit_figure(const report::Figure& fig);
-  // Markdown lines naming the figures and any rendering notes.
-  std::string figure_notes() const;
-
- private:
-  std::vector<std::string> figures_;
 };
 
 // Cumulative table rows {n_key: n, "ppl": 4dp, "ratio": 4dp}; step 0 is the

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "exp10/orders.h"
+#include "platform/reduce_context.h"
 
 namespace spt::exp10 {
 
@@ -12,9 +13,9 @@ using nlohmann::json;
 
 namespace {
 
+// Inputs are named relative to the job's scope (multi-model plans).
 const json& input_doc(const JobSpec& job, const std::string& name) {
-  for (const auto& in : job.inputs)
-    if (in.name == name) return in.result;
+  if (const json* r = platform::find_input(job, name)) return *r;
   throw std::runtime_error("job " + job.name + " needs the result of " + name + " as an input");
 }
 

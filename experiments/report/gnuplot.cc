@@ -23,6 +23,7 @@ std::string media_type_of(const std::string& name) {
     return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
   };
   if (ends(".png")) return "image/png";
+  if (ends(".svg")) return "image/svg+xml";
   if (ends(".csv")) return "text/csv";
   if (ends(".json")) return "application/json";
   if (ends(".md")) return "text/markdown";
@@ -30,8 +31,6 @@ std::string media_type_of(const std::string& name) {
 }
 
 bool executable(const std::string& p) { return !p.empty() && ::access(p.c_str(), X_OK) == 0; }
-
-// Shell single-quoting.
 
 }  // namespace
 
@@ -59,6 +58,26 @@ std::string find_gnuplot() {
   return "";
 }
 
+std::string run_gnuplot(const std::string& dir, const std::string& script_name) {
+  const std::string gnuplot = find_gnuplot();
+  if (gnuplot.empty()) return "gnuplot not found (set SPT_GNUPLOT or install gnuplot)";
+  const std::string log = (fs::path(dir) / (script_name + ".log")).string();
+  const std::string cmd = "cd " + shell_quote(dir) + " && " + shell_quote(gnuplot) + " " + shell_quote(script_name) +
+                          " > " + shell_quote(log) + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::string tail;
+  try {
+    tail = read_file(log);
+  } catch (const std::exception&) {
+  }
+  std::error_code ec;
+  fs::remove(log, ec);
+  if (rc == 0) return "";
+  if (tail.size() > 400) tail = tail.substr(tail.size() - 400);
+  return "gnuplot failed (exit " + std::to_string(WIFEXITED(rc) ? WEXITSTATUS(rc) : rc) + ")" +
+         (tail.empty() ? "" : ": " + tail);
+}
+
 Rendered render(const Figure& fig, const std::string& dir) {
   Rendered out;
   fs::create_directories(dir);
@@ -80,31 +99,14 @@ Rendered render(const Figure& fig, const std::string& dir) {
   write_file_atomic(gp_path, script.str());
   out.files.push_back({gp, gp_path, "text/plain"});
 
-  const std::string gnuplot = find_gnuplot();
-  if (gnuplot.empty()) {
-    out.note = "figure not rendered: gnuplot not found (set SPT_GNUPLOT or install gnuplot)";
-    return out;
-  }
-  const std::string log = (fs::path(dir) / (fig.name + ".gnuplot.log")).string();
-  const std::string cmd =
-      "cd " + shell_quote(dir) + " && " + shell_quote(gnuplot) + " " + shell_quote(gp) + " > " + shell_quote(log) + " 2>&1";
-  const int rc = std::system(cmd.c_str());
+  const std::string why = run_gnuplot(dir, gp);
   const std::string png_path = (fs::path(dir) / png).string();
   std::error_code ec;
-  const bool ok = rc == 0 && fs::exists(png_path, ec) && fs::file_size(png_path, ec) > 0;
-  if (!ok) {
-    std::string tail;
-    try {
-      tail = read_file(log);
-    } catch (const std::exception&) {
-    }
-    if (tail.size() > 400) tail = tail.substr(tail.size() - 400);
-    out.note = "figure not rendered: gnuplot failed (exit " + std::to_string(WIFEXITED(rc) ? WEXITSTATUS(rc) : rc) +
-               ")" + (tail.empty() ? "" : ": " + tail);
+  if (!why.empty() || !fs::exists(png_path, ec) || fs::file_size(png_path, ec) == 0) {
+    out.note = "figure not rendered: " + (why.empty() ? std::string("gnuplot wrote no PNG") : why);
     fs::remove(png_path, ec);
     return out;
   }
-  fs::remove(log, ec);
   out.png = true;
   out.files.push_back({png, png_path, "image/png"});
   return out;

@@ -38,7 +38,13 @@ struct Rendered {
 std::string find_gnuplot();
 
 // Writes the figure's files into `dir` (created if needed) and renders it.
+// Hand-written scripts; new figures use figure.h (PNG + SVG, shared style).
 Rendered render(const Figure& fig, const std::string& dir);
+
+// Runs `gnuplot SCRIPT` with `dir` as working directory. Returns "" when
+// gnuplot exited 0, else why not (not found; exit status and the tail of its
+// output). Does not check what the script wrote.
+std::string run_gnuplot(const std::string& dir, const std::string& script_name);
 
 // Quotes `s` as a gnuplot single-quoted string literal.
 std::string gp_quote(const std::string& s);

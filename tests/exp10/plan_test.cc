@@ -142,5 +142,47 @@ TEST(Exp10Plan, FuseSwitchReachesPplJobsOnly) {
   EXPECT_FALSE(make("a").jobs.front().params.contains("fuse"));
 }
 
+// --model a,b: one graph per model, each under "<label>/" and scoped to it;
+// a single model keeps plain names and params (no scope).
+TEST(Exp10Plan, SeveralModelsFanOutUnderTheirLabels) {
+  const std::string sha(64, 'c');
+  const Plan p = make("ae", {{"model", "gpt2,/m/tiny"}, {"n_layer", ",2"}, {"n_head", ",4"},
+                             {"model_sha256", "," + sha}});
+  const Plan one = make("ae");
+  const Plan tiny = make("ae", {{"model", "/m/tiny"}, {"n_layer", "2"}, {"n_head", "4"}, {"model_sha256", sha}});
+  EXPECT_EQ(p.jobs.size(), one.jobs.size() + tiny.jobs.size());
+  const auto m = by_name(p);
+  for (const auto& [label, single] : {std::pair<std::string, const Plan*>{"gpt2/", &one}, {"tiny/", &tiny}})
+    for (const auto& j : single->jobs) {
+      ASSERT_TRUE(m.count(label + j.name)) << label + j.name;
+      const JobSpec& got = *m.at(label + j.name);
+      EXPECT_EQ(got.kind, j.kind);
+      EXPECT_EQ(got.model, j.model);
+      std::vector<std::string> deps;
+      for (const auto& d : j.deps) deps.push_back(label + d);
+      EXPECT_EQ(got.deps, deps) << got.name;
+      EXPECT_EQ(got.params.at("scope"), label);
+      auto params = got.params;
+      params.erase("scope");
+      EXPECT_EQ(params, j.params) << got.name;
+      EXPECT_FALSE(j.params.contains("scope"));
+    }
+  EXPECT_EQ(p.params.at("model"), "gpt2,/m/tiny");
+  EXPECT_EQ(p.params.at("n_layer"), "12,2");
+  EXPECT_EQ(one.params.at("n_layer"), 12);
+}
+
+TEST(Exp10Plan, RejectsBadModelLists) {
+  EXPECT_THROW(make("a", {{"model", "gpt2,gpt2"}}), PlanError);                      // twice
+  EXPECT_THROW(make("a", {{"model", "gpt2,/m"}}), PlanError);                        // /m: dims unknown
+  EXPECT_THROW(make("a", {{"model", "gpt2,/m"}, {"n_layer", "2"}}), PlanError);      // list length
+  EXPECT_THROW(make("a", {{"model", "gpt2,/a/m,/b/m"}, {"n_layer", ",2,2"}, {"n_head", ",2,2"}}),
+               PlanError);                                                           // labels collide
+  EXPECT_THROW(make("a", {{"model", "gpt2,distilgpt2"}, {"n_layer", "12,7"}}), PlanError);  // contradicts
+  EXPECT_THROW(make("a", {{"model", "gpt2,distilgpt2"}, {"model_sha256", "x,"}}), PlanError);
+  EXPECT_NO_THROW(make("a", {{"model", "gpt2,distilgpt2"}}));
+  EXPECT_NO_THROW(make("a", {{"model", "gpt2,/m"}, {"n_layer", "12,2"}, {"n_head", ",3"}}));
+}
+
 }  // namespace
 }  // namespace spt::plan

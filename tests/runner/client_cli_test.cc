@@ -173,6 +173,39 @@ TEST_F(ClientCli, SubmitDescribesLocalModelAndDataset) {
   EXPECT_NE(r2.err.find("is a file"), std::string::npos) << r2.err;
 }
 
+// --model a,b: each folder is described as a single one would be, in
+// aligned comma lists; the plan runs one graph per model, its jobs under
+// the model's label and scoped to it.
+TEST_F(ClientCli, SubmitTwoLocalModels) {
+  auto folder = [&](const std::string& name, int layers, int heads, char fill) {
+    const std::string m = dir_->file(name);
+    std::filesystem::create_directories(m);
+    write_file_atomic(m + "/config.json", R"({"model_type": "gpt2", "n_layer": )" + std::to_string(layers) +
+                                              R"(, "n_head": )" + std::to_string(heads) + R"(, "n_embd": 8})");
+    write_file_atomic(m + "/model.safetensors", std::string(3000, fill));
+    return m;
+  };
+  const std::string m1 = folder("two-a", 3, 2, 'x'), m2 = folder("two-b", 2, 4, 'y');
+  const int64_t id = json_of({"submit", "exp10", "--parts", "a", "--priority", "-5", "--force", "--model",
+                              m1 + "," + m2, "--max-tokens", "64", "--chunk-len", "32"})["experiment_id"];
+  json_of({"cancel", std::to_string(id)});
+  struct Want {
+    std::string label, dir;
+    int n_layer, n_head;
+    char fill;
+  };
+  for (const Want& w : {Want{"two-a", m1, 3, 2, 'x'}, Want{"two-b", m2, 2, 4, 'y'}}) {
+    const auto lg = json_of({"logs", std::to_string(id) + ":" + w.label + "/a/baseline"});
+    const auto p = nlohmann::json::parse(lg["params_json"].get<std::string>());
+    const std::string blob = p.dump();
+    EXPECT_EQ(p["model"], std::filesystem::absolute(w.dir).lexically_normal().string()) << blob;
+    EXPECT_EQ(p["model_sha256"], sha256_hex(std::string(3000, w.fill))) << blob;
+    EXPECT_EQ(p["n_layer"], w.n_layer) << blob;
+    EXPECT_EQ(p["n_head"], w.n_head) << blob;
+    EXPECT_EQ(p["scope"], w.label + "/") << blob;
+  }
+}
+
 TEST_F(ClientCli, CancelRetryWatch) {
   const auto sub = json_of({"submit", "selftest", "--param", "n=20", "--param", "stall=1", "--param", "stall_s=3600",
                             "--priority", "-1"});

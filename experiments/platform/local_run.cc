@@ -1,11 +1,11 @@
-#include "exp10/local_run.h"
+#include "platform/local_run.h"
 
 #include <set>
 #include <stdexcept>
 
 #include "spt/util.h"
 
-namespace spt::exp10 {
+namespace spt::platform {
 
 LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecContext& ctx,
                              const std::function<void(const std::string&, double)>& on_done) {
@@ -59,4 +59,4 @@ LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecCon
   return run;
 }
 
-}  // namespace spt::exp10
+}  // namespace spt::platform

@@ -1,0 +1,203 @@
+#include "platform/plan_builder.h"
+
+#include <map>
+#include <stdexcept>
+
+#include "plans.h"
+
+namespace spt::plan {
+
+using nlohmann::json;
+using spt::platform::known_model;
+using spt::platform::model_label;
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::string join_commas(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s;
+}
+
+void check_sha(const std::string& sha, const std::string& experiment) {
+  if (!sha.empty() && (sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos))
+    throw PlanError(experiment + ": a *_sha256 param must be 64 lower-case hex digits");
+}
+
+// One entry per model from a comma-list param ("" = absent: all entries empty).
+std::vector<std::string> list_param(ParamReader& p, const std::string& key, size_t n, const std::string& experiment) {
+  const std::string raw = p.str(key, "");
+  if (raw.empty()) return std::vector<std::string>(n);
+  auto v = split_commas(raw);
+  if (v.size() != n)
+    throw PlanError(experiment + ": param " + key + "=" + raw + " lists " + std::to_string(v.size()) +
+                    " values for " + std::to_string(n) + " models");
+  return v;
+}
+
+// A list entry as a dimension; "" → `def`.
+int64_t dim_entry(const std::string& key, const std::string& v, int64_t def) {
+  if (v.empty()) return def;
+  size_t pos = 0;
+  int64_t x = 0;
+  try {
+    x = std::stoll(v, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  if (pos == 0 || pos != v.size()) throw PlanError("param " + key + " entry '" + v + "' is not an integer");
+  if (x < 0 || x > 4096) throw PlanError("param " + key + " entry '" + v + "' is out of range [0, 4096]");
+  return x;
+}
+
+void validate(const ModelRef& m, const std::string& experiment) {
+  if (m.name.empty()) throw PlanError(experiment + ": param model must not be empty");
+  const auto* known = known_model(m.name);
+  if (m.n_layer < 1 || m.n_head < 1)
+    throw PlanError(experiment + ": model '" + m.name +
+                    "' is not a known name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2); give "
+                    "n_layer and n_head (spt-client reads them from a local folder's config.json)");
+  if (known && (m.n_layer != known->n_layer || m.n_head != known->n_head))
+    throw PlanError(experiment + ": " + m.name + " has n_layer=" + std::to_string(known->n_layer) + ", n_head=" +
+                    std::to_string(known->n_head) + "; the params say " + std::to_string(m.n_layer) + " x " +
+                    std::to_string(m.n_head));
+}
+
+}  // namespace
+
+json ModelBlock::base(const ModelRef& m) const {
+  json b = {{"model", m.name}, {"precision", precision}, {"n_layer", m.n_layer}, {"n_head", m.n_head}};
+  if (!m.sha256.empty()) b["model_sha256"] = m.sha256;
+  if (models.size() > 1) b["scope"] = prefix(m);
+  return b;
+}
+
+std::string ModelBlock::prefix(const ModelRef& m) const { return models.size() > 1 ? m.label + "/" : ""; }
+
+void ModelBlock::add_params(json& params) const {
+  params["precision"] = precision;
+  if (models.size() == 1) {
+    const ModelRef& m = models.front();
+    params["model"] = m.name;
+    params["model_sha256"] = m.sha256;
+    params["n_layer"] = m.n_layer;
+    params["n_head"] = m.n_head;
+    return;
+  }
+  std::vector<std::string> name, sha, nl, nh;
+  for (const auto& m : models) {
+    name.push_back(m.name);
+    sha.push_back(m.sha256);
+    nl.push_back(std::to_string(m.n_layer));
+    nh.push_back(std::to_string(m.n_head));
+  }
+  params["model"] = join_commas(name);
+  params["model_sha256"] = join_commas(sha);
+  params["n_layer"] = join_commas(nl);
+  params["n_head"] = join_commas(nh);
+}
+
+ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow_many) {
+  ModelBlock b;
+  const std::string model = p.str("model", "gpt2");
+  const auto names = split_commas(model);
+  if (names.size() == 1) {
+    // One model: plain params, read exactly as single-model plans always did.
+    ModelRef m;
+    m.name = model;
+    m.sha256 = p.str("model_sha256", "");
+    const auto* known = known_model(model);
+    m.n_layer = static_cast<int>(p.integer("n_layer", known ? known->n_layer : 0, 0, 4096));
+    m.n_head = static_cast<int>(p.integer("n_head", known ? known->n_head : 0, 0, 4096));
+    b.models.push_back(std::move(m));
+  } else {
+    if (!allow_many)
+      throw PlanError(experiment + ": takes one model; param model lists " + std::to_string(names.size()) + " (" +
+                      model + ")");
+    const auto shas = list_param(p, "model_sha256", names.size(), experiment);
+    const auto layers = list_param(p, "n_layer", names.size(), experiment);
+    const auto heads = list_param(p, "n_head", names.size(), experiment);
+    for (size_t i = 0; i < names.size(); ++i) {
+      ModelRef m;
+      m.name = names[i];
+      m.sha256 = shas[i];
+      const auto* known = known_model(m.name);
+      m.n_layer = static_cast<int>(dim_entry("n_layer", layers[i], known ? known->n_layer : 0));
+      m.n_head = static_cast<int>(dim_entry("n_head", heads[i], known ? known->n_head : 0));
+      b.models.push_back(std::move(m));
+    }
+  }
+  b.precision = p.str("precision", "fp32");
+  std::set<std::string> seen_names;
+  std::map<std::string, std::string> seen_labels;
+  for (auto& m : b.models) {
+    validate(m, experiment);
+    check_sha(m.sha256, experiment);
+    if (const auto* known = known_model(m.name)) m.n_ctx = known->n_ctx;
+    m.label = model_label(m.name);
+    if (!seen_names.insert(m.name).second) throw PlanError(experiment + ": model '" + m.name + "' is listed twice");
+    const auto [it, fresh] = seen_labels.emplace(m.label, m.name);
+    if (!fresh)
+      throw PlanError(experiment + ": models '" + it->second + "' and '" + m.name + "' share the label '" + m.label +
+                      "' (their job and file names would collide)");
+  }
+  if (b.precision != "fp32" && b.precision != "tf32" && b.precision != "bf16")
+    throw PlanError(experiment + ": precision must be fp32, tf32 or bf16 (got '" + b.precision + "')");
+  return b;
+}
+
+json DataBlock::data_json() const {
+  json d = {{"dataset", dataset}, {"max_tokens", max_tokens}, {"chunk_len", chunk_len}, {"bos", bos}};
+  if (!dataset_sha256.empty()) d["dataset_sha256"] = dataset_sha256;
+  return d;
+}
+
+DataBlock read_data(ParamReader& p, const std::string& experiment, const DataDefaults& defaults) {
+  DataBlock d;
+  d.dataset = p.str("dataset", defaults.dataset);
+  d.dataset_sha256 = p.str("dataset_sha256", "");
+  d.max_tokens = p.integer("max_tokens", defaults.max_tokens, 2, 1000000000);
+  d.chunk_len = p.integer("chunk_len", defaults.chunk_len, 2, 1000000);
+  d.bos = p.integer("bos", 0, 0, 1);
+  check_sha(d.dataset_sha256, experiment);
+  return d;
+}
+
+JobSpec& Builder::add(const std::string& name, const std::string& kind, json params, std::vector<std::string> deps,
+                      bool reduce) {
+  if (!names.insert(name).second) throw std::logic_error("plan bug: duplicate job " + name);
+  JobSpec j;
+  j.name = name;
+  j.kind = kind;
+  j.params = std::move(params);
+  j.deps = std::move(deps);
+  j.model = model;
+  j.reduce = reduce;
+  plan.jobs.push_back(std::move(j));
+  return plan.jobs.back();
+}
+
+std::vector<std::string> Builder::present(std::initializer_list<std::string> deps) const {
+  std::vector<std::string> out;
+  for (const auto& d : deps)
+    if (has(d)) out.push_back(d);
+  return out;
+}
+
+json with(json base, const json& extra) {
+  for (auto it = extra.begin(); it != extra.end(); ++it) base[it.key()] = it.value();
+  return base;
+}
+
+}  // namespace spt::plan

@@ -1,0 +1,131 @@
+// Dispatch and the helpers every σ reduce step shares.
+#include "sigma/reduce.h"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+
+#include "analysis/fit_models.h"
+#include "report/markdown.h"
+#include "sigma/reduce_internal.h"
+
+namespace spt::sigma {
+
+namespace detail {
+
+Ctx::Ctx(const JobSpec& j, const platform::ReduceContext& r) : platform::Reduce(j, r) {
+  label = param("label");
+  model = param("model");
+  n_layer = static_cast<int>(param_int("n_layer", 0));
+}
+
+std::string Ctx::emit_plot(const report::Plot& p) {
+  const auto r = report::render_plot(p, rc.out_dir);
+  for (const auto& f : r.files) out.files.push_back(f);
+  for (const auto& n : r.notes) out.notes.push_back(p.name + ": " + n);
+  images_.emplace_back(p.name + ".png", p.title.empty() ? p.name : p.title);
+  return p.name + ".png";
+}
+
+std::string Ctx::figures_md() const {
+  std::string s;
+  for (const auto& [png, title] : images_) s += report::image_md(png, title) + "\n\n";
+  return s;
+}
+
+std::vector<double> dvec(const json& j, const std::string& key, const std::string& from) {
+  if (!j.is_object() || !j.contains(key) || !j.at(key).is_array())
+    throw std::runtime_error(from + " has no array '" + key + "'");
+  std::vector<double> out;
+  for (const auto& v : j.at(key)) out.push_back(v.is_number() ? v.get<double>() : std::nan(""));
+  return out;
+}
+
+const json& profile(const Ctx& c, const std::string& name) {
+  const json& r = c.input(name);
+  if (!r.is_object() || !r.contains("sigma"))
+    throw std::runtime_error("input " + name + " is not a sigma.profile result");
+  return r;
+}
+
+std::vector<double> depth_x(int n_layer) { return analysis::linspace(0, 1, n_layer + 1); }
+
+report::Axis depth_axis() { return report::count_axis("depth l"); }
+
+report::Axis lnorm_axis() {
+  report::Axis a;
+  a.label = "l/L";
+  a.min = 0;
+  a.max = 1;
+  return a;
+}
+
+std::string random_banner(const json& prov) {
+  if (!prov.is_object() || !prov.value("random_weights", false)) return "";
+  return "> **RANDOM WEIGHTS.** This model is a generated checkpoint with random weights: every number below "
+         "checks the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n";
+}
+
+std::string provenance_md(const json& prov) {
+  std::string s = "## Provenance\n\n";
+  auto line = [&](const char* label, const char* key) {
+    if (prov.is_object() && prov.contains(key)) {
+      const json& v = prov.at(key);
+      s += std::string("- ") + label + ": `" + (v.is_string() ? v.get<std::string>() : v.dump()) + "`\n";
+    }
+  };
+  line("model", "model");
+  line("model sha256", "model_sha256");
+  line("prompts sha256", "prompts_sha256");
+  line("random weights", "random_weights");
+  line("precision", "precision");
+  line("devices", "devices");
+  line("LibTorch", "torch_version");
+  line("code version", "code_version");
+  if (prov.is_object() && prov.contains("conflicts"))
+    s += "- **inputs disagree**: `" + prov.at("conflicts").dump() + "`\n";
+  return s + "\n";
+}
+
+std::string sgn(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%+.*f", digits, v);
+  return buf;
+}
+
+std::string device_of(const json& prov) {
+  std::set<std::string> d;
+  if (prov.is_object() && prov.contains("devices") && prov.at("devices").is_array())
+    for (const auto& x : prov.at("devices"))
+      if (x.is_string()) d.insert(x.get<std::string>());
+  if (prov.is_object() && prov.contains("device") && prov.at("device").is_string())
+    d.insert(prov.at("device").get<std::string>());
+  std::string s;
+  for (const auto& x : d) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace detail
+
+platform::ReduceOutput run_reduce(const JobSpec& job, const platform::ReduceContext& rc) {
+  using namespace detail;
+  using Step = json (*)(Ctx&);
+  static const std::map<std::string, Step> kSteps = {
+      {"exp1_v1", exp1_v1},           {"exp1_v2", exp1_v2},
+      {"exp1_report", exp1_report},   {"exp2_response", exp2_response},
+      {"exp2_fit", exp2_fit},         {"exp2", exp2},
+      {"exp2_report", exp2_report},   {"exp3_regress", exp3_regress},
+      {"exp3", exp3},                 {"exp3_report", exp3_report},
+      {"exp3ef", exp3ef},             {"exp3ef_truncated", exp3ef_truncated},
+      {"exp3ef_cross", exp3ef_cross}, {"exp3ef_report", exp3ef_report},
+  };
+  const std::string step = job.params.value("reduce", std::string());
+  const auto it = kSteps.find(step);
+  if (it == kSteps.end()) throw std::runtime_error("unknown sigma reduce step '" + step + "'");
+  Ctx c(job, rc);
+  c.out.result = it->second(c);
+  return std::move(c.out);
+}
+
+}  // namespace spt::sigma

@@ -1,0 +1,72 @@
+#pragma once
+// Internal to the σ family's reduce steps (reduce_*.cc): the per-job
+// context and readers of upstream results. Each experiment's file has its
+// steps as three kinds of function: document (the JSON the spec lists),
+// figures, report (markdown).
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "platform/reduce_context.h"
+#include "report/figure.h"
+
+namespace spt::sigma::detail {
+
+using nlohmann::json;
+
+class Ctx : public platform::Reduce {
+ public:
+  Ctx(const JobSpec& job, const platform::ReduceContext& rc);
+
+  std::string label;  // params.label: the model's file-name label
+  std::string model;  // params.model
+  int n_layer = 0;
+
+  // Renders into the output folder and records the files; returns the PNG's
+  // name for the report. Notes go to out.notes.
+  std::string emit_plot(const report::Plot& p);
+  // Markdown embedding every figure emitted so far, in order.
+  std::string figures_md() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> images_;  // png name, title
+};
+
+// A double vector field; throws naming the input and the key.
+std::vector<double> dvec(const json& j, const std::string& key, const std::string& from);
+// The profile result of job `name` (a sigma.profile result); throws if absent.
+const json& profile(const Ctx& c, const std::string& name);
+// x = l/L over depths 0..L.
+std::vector<double> depth_x(int n_layer);
+// Depth index axis and the l/L axis.
+report::Axis depth_axis();
+report::Axis lnorm_axis();
+
+// Loud banner for reports on random-weight checkpoints ("" otherwise).
+std::string random_banner(const json& prov);
+// "## Provenance" section.
+std::string provenance_md(const json& prov);
+// "+0.298" style: sign always, `digits` decimals.
+std::string sgn(double v, int digits = 3);
+// The device(s) a document's numbers came from, as one string.
+std::string device_of(const json& prov);
+
+// Step functions.
+json exp1_v1(Ctx& c);
+json exp1_v2(Ctx& c);
+json exp1_report(Ctx& c);
+json exp2_response(Ctx& c);
+json exp2_fit(Ctx& c);
+json exp2(Ctx& c);
+json exp2_report(Ctx& c);
+json exp3_regress(Ctx& c);
+json exp3(Ctx& c);
+json exp3_report(Ctx& c);
+json exp3ef(Ctx& c);
+json exp3ef_truncated(Ctx& c);
+json exp3ef_cross(Ctx& c);
+json exp3ef_report(Ctx& c);
+
+}  // namespace spt::sigma::detail
