@@ -1,5 +1,6 @@
 #include "sigma/executors.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -131,20 +132,30 @@ class ProbeExecutor : public Executor {
             .push_back(i);
       }
     }
+    // $SPT_SIGMA_BATCH=0: one forward per prompt (for benchmarks).
+    const char* batch_env = std::getenv("SPT_SIGMA_BATCH");
+    const bool batched = !(batch_env && std::string(batch_env) == "0");
+    auto one_by_one = [&](const std::vector<size_t>& group) {
+      for (size_t i : group) {
+        try {
+          run_profiles(jobs, {i}, m, report);
+        } catch (const std::exception& e) {
+          report(i, Outcome::failure(e.what(), false));
+        }
+      }
+    };
     for (const auto& [key, group] : profiles) {
       if (ctx.should_stop()) return;
+      if (!batched) {
+        one_by_one(group);
+        continue;
+      }
       try {
         run_profiles(jobs, group, m, report);
       } catch (const std::exception&) {
         // A prompt without its word (or too long) fails the batched probe:
-        // run the group one job at a time so only that job fails.
-        for (size_t i : group) {
-          try {
-            run_profiles(jobs, {i}, m, report);
-          } catch (const std::exception& e) {
-            report(i, Outcome::failure(e.what(), false));
-          }
-        }
+        // rerun the group job by job so only that job fails.
+        one_by_one(group);
       }
     }
   }

@@ -8,7 +8,8 @@
 //
 // The model executor runs a leased batch per model on the worker's shared
 // model host (platform/model_host.h); the profiles of one word go through
-// the probe as one batched forward (platform/probe.h). Results carry the
+// the probe as one batched forward (platform/probe.h; $SPT_SIGMA_BATCH=0
+// runs one forward per prompt instead, for benchmarks). Results carry the
 // host's provenance plus prompts_sha256 and random_weights (true for the
 // generated test checkpoints: numbers from them check the pipeline, not
 // the science).
