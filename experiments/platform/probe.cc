@@ -128,6 +128,9 @@ int find_target(const Tokenizer& tok, const std::vector<int32_t>& ids, const std
 ProbeResult probe(gpt2::Model& m, const Tokenizer& tok, const ProbeRequest& req) {
   const gpt2::Config& c = m.info().config;
   const size_t N = req.prompts.size();
+  if (!req.words.empty() && req.words.size() != N)
+    throw std::invalid_argument("probe: " + std::to_string(req.words.size()) + " words for " + std::to_string(N) +
+                                " prompts");
   ProbeResult out;
 
   // Which engine hooks feed which reads, and how far the forward must run.
@@ -173,7 +176,7 @@ ProbeResult probe(gpt2::Model& m, const Tokenizer& tok, const ProbeRequest& req)
         throw std::invalid_argument("probe: " + describe_prompt(i, req.prompts[i]) + " has token id " +
                                     std::to_string(id) + ", outside the model's vocab of " + std::to_string(c.vocab));
     try {
-      out.target[i] = find_target(tok, ids, req.word, req.forwards);
+      out.target[i] = find_target(tok, ids, req.words.empty() ? req.word : req.words.at(i), req.forwards);
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("probe: " + describe_prompt(i, req.prompts[i]) + ": " + e.what());
     }

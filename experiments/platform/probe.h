@@ -41,7 +41,8 @@ inline constexpr const char* kResidDepths = "resid_depths";
 
 struct ProbeRequest {
   std::vector<std::string> prompts;
-  std::string word;       // the target word of every prompt
+  std::string word;       // the target word of every prompt ...
+  std::vector<std::string> words;  // ... or one per prompt (then words.size() == prompts.size())
   bool forwards = false;  // find_target's scan direction
   bool bos = true;        // prepend <|endoftext|> (50256), as TransformerLens's to_tokens
   // TransformerLens hook names read at the target position, plus

@@ -100,6 +100,7 @@ class ProbeExecutor : public Executor {
     std::shared_ptr<platform::LoadedModel> lm;
     json prov;
     int n_layer = 0, d_model = 0;
+    bool batched = true;
   };
 
   void run_model(const std::vector<JobSpec>& jobs, const std::vector<size_t>& idx, ExecContext& ctx,
@@ -120,44 +121,43 @@ class ProbeExecutor : public Executor {
     m.prov["random_weights"] = random_weights(info.dir);
     std::lock_guard<std::mutex> g(host.compute_mutex());
 
-    // Profiles of one word (and scan direction) share one batched probe.
-    std::map<std::string, std::vector<size_t>> profiles;
-    for (size_t i : idx) {
-      if (ctx.should_stop()) return;
-      const JobSpec& j = jobs[i];
-      if (j.kind == kKindDirection) {
-        run_guarded(i, report, [&] { return direction(j, m); });
-      } else {
-        profiles[j.params.value("word", std::string()) + "|" + (j.params.value("forwards", false) ? "f" : "b")]
-            .push_back(i);
-      }
-    }
-    // $SPT_SIGMA_BATCH=0: one forward per prompt (for benchmarks).
+    // Jobs of one kind and scan direction share one batched probe, whatever
+    // their words: many prompts of the model per forward. If the batch
+    // fails (a prompt without its word, one too long), the group reruns job
+    // by job so only the culprit fails. $SPT_SIGMA_BATCH=0 runs every
+    // prompt in a forward of its own (for benchmarks).
     const char* batch_env = std::getenv("SPT_SIGMA_BATCH");
-    const bool batched = !(batch_env && std::string(batch_env) == "0");
-    auto one_by_one = [&](const std::vector<size_t>& group) {
+    m.batched = !(batch_env && std::string(batch_env) == "0");
+    std::map<std::pair<std::string, bool>, std::vector<size_t>> groups;
+    for (size_t i : idx) groups[{jobs[i].kind, jobs[i].params.value("forwards", false)}].push_back(i);
+    for (const auto& [key, group] : groups) {
+      if (ctx.should_stop()) return;
+      auto run_group = [&, kind = key.first](const std::vector<size_t>& g) {
+        kind == kKindDirection ? run_directions(jobs, g, m, report) : run_profiles(jobs, g, m, report);
+      };
+      if (m.batched) {
+        try {
+          run_group(group);
+          continue;
+        } catch (const std::exception&) {
+        }
+      }
       for (size_t i : group) {
         try {
-          run_profiles(jobs, {i}, m, report);
+          run_group({i});
         } catch (const std::exception& e) {
           report(i, Outcome::failure(e.what(), false));
         }
       }
-    };
-    for (const auto& [key, group] : profiles) {
-      if (ctx.should_stop()) return;
-      if (!batched) {
-        one_by_one(group);
-        continue;
-      }
-      try {
-        run_profiles(jobs, group, m, report);
-      } catch (const std::exception&) {
-        // A prompt without its word (or too long) fails the batched probe:
-        // rerun the group job by job so only that job fails.
-        one_by_one(group);
-      }
     }
+  }
+
+  static platform::ProbeRequest request(const Model& m, bool forwards, std::vector<std::string> hooks) {
+    platform::ProbeRequest req;
+    req.forwards = forwards;
+    req.hooks = std::move(hooks);
+    if (!m.batched) req.budget_bytes = 1;  // the probe then runs one prompt per forward
+    return req;
   }
 
   // Runs one job's computation. Inputs and prompts are fixed by the plan
@@ -172,37 +172,50 @@ class ProbeExecutor : public Executor {
     }
   }
 
-  static json direction(const JobSpec& j, const Model& m) {
-    const auto A = j.params.at("prompts_A").get<std::vector<std::string>>();
-    const auto B = j.params.at("prompts_B").get<std::vector<std::string>>();
-    if (A.empty() || B.empty()) throw PermanentError("direction " + j.name + ": prompts_A and prompts_B are needed");
-    platform::ProbeRequest req;
-    req.prompts = A;
-    req.prompts.insert(req.prompts.end(), B.begin(), B.end());
-    req.word = j.params.at("word").get<std::string>();
-    req.forwards = j.params.value("forwards", false);
+  // Direction units (§2.3): the final-depth residual at the target of
+  // every A and B prompt, averaged per side.
+  void run_directions(const std::vector<JobSpec>& jobs, const std::vector<size_t>& group, const Model& m,
+                      const Report& report) {
     const std::string hook = "blocks." + std::to_string(m.n_layer - 1) + ".hook_resid_post";
-    req.hooks = {hook};
+    auto req = request(m, jobs[group.front()].params.value("forwards", false), {hook});
+    std::vector<size_t> first;  // first prompt of each job in the request
+    for (size_t i : group) {
+      first.push_back(req.prompts.size());
+      const std::string word = jobs[i].params.at("word").get<std::string>();
+      for (const char* side : {"prompts_A", "prompts_B"})
+        for (const auto& p : jobs[i].params.at(side).get<std::vector<std::string>>()) {
+          req.prompts.push_back(p);
+          req.words.push_back(word);
+        }
+    }
     const auto res = platform::probe(*m.lm->model, *m.lm->tokenizer, req);
     const auto& read = res.reads.at(hook);
-    std::vector<Vec> phi_A, phi_B;
-    for (size_t i = 0; i < req.prompts.size(); ++i)
-      (i < A.size() ? phi_A : phi_B).push_back(slice(read, i, m.d_model));
-    const Direction d = make_direction(phi_A, phi_B);
-    std::vector<int> tA(res.target.begin(), res.target.begin() + A.size()), tB(res.target.begin() + A.size(), res.target.end());
-    return {{"word", req.word},     {"cos_AB", d.cos_AB},     {"e_A", d.e_A},
-            {"e_B", d.e_B},         {"e_diff", d.e_diff},     {"norm_m_A", d.norm_m_A},
-            {"norm_m_B", d.norm_m_B}, {"targets_A", tA},      {"targets_B", tB},
-            {"d_model", m.d_model}, {"n_layer", m.n_layer},   {"provenance", m.prov}};
+    for (size_t k = 0; k < group.size(); ++k)
+      run_guarded(group[k], report, [&] {
+        const JobSpec& j = jobs[group[k]];
+        const size_t nA = j.params.at("prompts_A").size(), nB = j.params.at("prompts_B").size();
+        if (nA == 0 || nB == 0) throw PermanentError("direction " + j.name + ": prompts_A and prompts_B are needed");
+        std::vector<Vec> phi_A, phi_B;
+        std::vector<int> tA, tB;
+        for (size_t p = 0; p < nA + nB; ++p) {
+          (p < nA ? phi_A : phi_B).push_back(slice(read, first[k] + p, m.d_model));
+          (p < nA ? tA : tB).push_back(res.target[first[k] + p]);
+        }
+        const Direction d = make_direction(phi_A, phi_B);
+        return json{{"word", req.words[first[k]]}, {"cos_AB", d.cos_AB},       {"e_A", d.e_A},
+                    {"e_B", d.e_B},                {"e_diff", d.e_diff},       {"norm_m_A", d.norm_m_A},
+                    {"norm_m_B", d.norm_m_B},      {"targets_A", tA},          {"targets_B", tB},
+                    {"d_model", m.d_model},        {"n_layer", m.n_layer},     {"provenance", m.prov}};
+      });
   }
 
   void run_profiles(const std::vector<JobSpec>& jobs, const std::vector<size_t>& group, const Model& m,
                     const Report& report) {
-    platform::ProbeRequest req;
-    req.word = jobs[group.front()].params.value("word", std::string());
-    req.forwards = jobs[group.front()].params.value("forwards", false);
-    req.hooks = {platform::kResidDepths};
-    for (size_t i : group) req.prompts.push_back(jobs[i].params.at("prompt").get<std::string>());
+    auto req = request(m, jobs[group.front()].params.value("forwards", false), {platform::kResidDepths});
+    for (size_t i : group) {
+      req.prompts.push_back(jobs[i].params.at("prompt").get<std::string>());
+      req.words.push_back(jobs[i].params.at("word").get<std::string>());
+    }
     const auto res = platform::probe(*m.lm->model, *m.lm->tokenizer, req);
     const auto& read = res.reads.at(platform::kResidDepths);
     const int depths = m.n_layer + 1;
@@ -221,7 +234,7 @@ class ProbeExecutor : public Executor {
           sigma = sigma_v1(phi, depths, floats(dir, "e_A"), floats(dir, "e_B"));
         else
           throw PermanentError("profile " + j.name + ": unknown measure '" + measure + "'");
-        json r = {{"word", req.word},
+        json r = {{"word", req.words[k]},
                   {"prompt", req.prompts[k]},
                   {"measure", measure},
                   {"sigma", sigma},

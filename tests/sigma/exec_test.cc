@@ -274,11 +274,18 @@ TEST_F(SigmaExec, ABadPromptFailsItsJobWithAClearMessage) {
   j.kind = kKindDirection;
   j.params = {{"model", model_dir()}, {"n_layer", 4}, {"n_head", 4}, {"word", "bank"},
               {"prompts_A", {"no such word here"}}, {"prompts_B", {"the bank"}}};
-  Outcome got;
-  reg.find(kKindDirection)->run({j}, ctx_, [&](size_t, Outcome o) { got = std::move(o); });
-  EXPECT_FALSE(got.ok);
-  EXPECT_FALSE(got.retryable);
-  EXPECT_NE(got.error.find("no such word here"), std::string::npos) << got.error;
+  JobSpec good = j;  // batched with the bad one: must not fail with it
+  good.id = 2;
+  good.name = "x/dir/bat";
+  good.params["word"] = "bat";
+  good.params["prompts_A"] = {"the bat"};
+  good.params["prompts_B"] = {"a wooden bat"};
+  std::vector<Outcome> got(2);
+  reg.find(kKindDirection)->run({j, good}, ctx_, [&](size_t i, Outcome o) { got.at(i) = std::move(o); });
+  EXPECT_FALSE(got[0].ok);
+  EXPECT_FALSE(got[0].retryable);
+  EXPECT_NE(got[0].error.find("no such word here"), std::string::npos) << got[0].error;
+  EXPECT_TRUE(got[1].ok) << got[1].error;
 }
 
 }  // namespace
