@@ -125,6 +125,9 @@ platform::ReduceOutput run_reduce(const JobSpec& job, const platform::ReduceCont
   if (it == kSteps.end()) throw std::runtime_error("unknown sigma reduce step '" + step + "'");
   Ctx c(job, rc);
   c.out.result = it->second(c);
+  // Intermediate steps (per-word regressions, fits) pass provenance on, so
+  // every document downstream can say what model and devices it came from.
+  if (c.out.result.is_object() && !c.out.result.contains("provenance")) c.out.result["provenance"] = c.provenance();
   return std::move(c.out);
 }
 

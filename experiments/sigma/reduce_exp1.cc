@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "platform/prompts.h"
+#include "platform/model_names.h"
 #include "report/markdown.h"
 #include "sigma/common.h"
 #include "sigma/reduce_internal.h"
@@ -153,7 +154,7 @@ json exp1_v2(Ctx& c) {
 namespace {
 
 std::string v2_section(const json& doc) {
-  const std::string m = doc.value("model", std::string("?"));
+  const std::string m = platform::model_label(doc.value("model", std::string("?")));
   std::string s = "## " + m + " (" + std::to_string(doc.value("n_layers", 0)) + " layers)\n\n";
   s += random_banner(doc.value("provenance", json::object()));
   report::Table t({"word", "cos(e_A,e_B)", "σ range", "σ_f(strong_A)", "σ_f(strong_B)", "Δσ", "max |Δσ|"},
@@ -169,7 +170,7 @@ std::string v2_section(const json& doc) {
 }
 
 std::string v1_section(const json& doc) {
-  const std::string m = doc.value("model", std::string("?"));
+  const std::string m = platform::model_label(doc.value("model", std::string("?")));
   std::string s = "## " + m + " (legacy v1)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table t({"word", "condition", "prompt", "σ_final", "σ range", "max jump", "target"}, "lllrrll");
   for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it)

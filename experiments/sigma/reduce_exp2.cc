@@ -6,6 +6,7 @@
 #include "analysis/fit_models.h"
 #include "analysis/stats.h"
 #include "platform/prompts.h"
+#include "platform/model_names.h"
 #include "report/markdown.h"
 #include "sigma/common.h"
 #include "sigma/reduce_internal.h"
@@ -268,7 +269,7 @@ std::string params_str(const json& fit) {
 }
 
 std::string exp2_section(const json& doc) {
-  std::string s = "## " + doc.value("model", std::string("?")) + " (" + std::to_string(doc.value("n_layers", 0)) +
+  std::string s = "## " + platform::model_label(doc.value("model", std::string("?"))) + " (" + std::to_string(doc.value("n_layers", 0)) +
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table cv({"word", "collapse variance", "best fit", "R²", "BIC", "key parameters"}, "lrlrrl");
   for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it) {

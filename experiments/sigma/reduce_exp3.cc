@@ -6,6 +6,7 @@
 #include "analysis/fit_models.h"
 #include "analysis/regress.h"
 #include "platform/prompts.h"
+#include "platform/model_names.h"
 #include "report/markdown.h"
 #include "sigma/common.h"
 #include "sigma/reduce_internal.h"
@@ -135,7 +136,7 @@ json exp3(Ctx& c) {
 namespace {
 
 std::string exp3_section(const json& doc) {
-  std::string s = "## " + doc.value("model", std::string("?")) + " (" + std::to_string(doc.value("n_layers", 0)) +
+  std::string s = "## " + platform::model_label(doc.value("model", std::string("?"))) + " (" + std::to_string(doc.value("n_layers", 0)) +
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   const int depths = doc.value("n_layers", 0) + 1;
   report::Table t({"word", "f_max", "min h* (depth)", "h range", "depths with R² > 0.95"}, "lrrll");

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "analysis/fit_models.h"
+#include "platform/model_names.h"
 #include "report/markdown.h"
 #include "sigma/common.h"
 #include "sigma/reduce_internal.h"
@@ -226,7 +227,7 @@ json exp3ef_cross(Ctx& c) {
 namespace {
 
 std::string ef_section(const json& doc, const std::string& label) {
-  std::string s = "## " + doc.value("model", std::string("?")) + " (" + std::to_string(doc.value("n_layers", 0)) +
+  std::string s = "## " + platform::model_label(doc.value("model", std::string("?"))) + " (" + std::to_string(doc.value("n_layers", 0)) +
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table e({"word", "f_max", "RMSE from g_mean", "max |resid|"}, "lrrr");
   for (const auto& w : doc.at("words")) {

@@ -259,6 +259,12 @@ TEST_F(SigmaExec, Exp3SlopesAndExp3efFromTheGraph) {
   if (fmax >= 1e-8) EXPECT_NEAR(ef.at("g_per_word").at("spring").at(1).get<double>(), slope[1] / fmax, 1e-4);
   EXPECT_EQ(ef.at("g_mean").size(), static_cast<size_t>(kLayers + 1));
   EXPECT_FALSE(r.results.at("exp3ef/" + label() + "/truncated").at("binding").get<bool>());
+  // Provenance survives the intermediate CPU units down to the report.
+  EXPECT_EQ(ef.at("provenance").at("model_sha256"), r.results.at(label() + "/dir/rock").at("provenance").at("model_sha256"));
+  EXPECT_TRUE(ef.at("provenance").at("random_weights").get<bool>());
+  const std::string md = read_file(r.files.at("exp3ef/report").front().path);
+  EXPECT_NE(md.find("RANDOM WEIGHTS"), std::string::npos);
+  EXPECT_NE(md.find("## tiny-gpt2 (4 layers)"), std::string::npos);
   const auto files = file_names(r);
   for (const char* f : {"exp3_tiny-gpt2.json", "exp3ef_tiny-gpt2.json", "exp3ef_results.md",
                         "exp3e_universal_g_tiny-gpt2.png", "exp3_linearity_rock_tiny-gpt2.png"})
