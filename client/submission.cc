@@ -86,17 +86,6 @@ ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploa
   return r;
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = s.find(',', start);
-    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
-
 // The model params of `--model a,b,…`: one entry → plain values; several →
 // aligned comma lists (experiments/platform/plan_builder.h). Dims are
 // listed only when some entry is a folder; a name's entry then carries its

@@ -2,6 +2,7 @@
 // Small helpers without a better home: clocks, files, canonical JSON.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,10 @@ double monotonic_s();
 std::string read_file(const std::string& path);
 // Writes via a temporary file and rename, so readers never see half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+
+// "a,b,,c" → {"a", "b", "", "c"}; "" → {""}. Multi-model params and
+// `--model a,b` are comma lists with empty entries allowed.
+std::vector<std::string> split_commas(const std::string& s);
 
 // `s` as one single-quoted word for /bin/sh (tar, curl, gnuplot commands).
 std::string shell_quote(const std::string& s);

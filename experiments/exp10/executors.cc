@@ -44,32 +44,14 @@ class ModelExecutor : public Executor {
            const std::function<void(size_t, Outcome)>& done) override {
     // One batch at a time, across families: LibTorch already uses every core.
     std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
-    std::vector<bool> reported(jobs.size(), false);
-    auto report = [&](size_t i, Outcome o) {
-      if (reported[i]) return;
-      reported[i] = true;
-      done(i, std::move(o));
-    };
-    // Group compatible jobs.
-    std::map<std::string, std::vector<size_t>> groups;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      const json& p = jobs[i].params;
-      groups[p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32")) + "|" +
-             ChunkKey::from_params(p).str()]
-          .push_back(i);
-    }
-    for (const auto& [key, idx] : groups) {
-      if (ctx.should_stop()) break;
-      try {
-        run_group(jobs, idx, ctx, report);
-      } catch (const Permanent& e) {
-        for (size_t i : idx) report(i, Outcome::failure(e.what(), false));
-      } catch (const std::exception& e) {
-        for (size_t i : idx) report(i, Outcome::failure(e.what(), true));
-      }
-    }
-    for (size_t i = 0; i < jobs.size(); ++i)
-      if (!reported[i]) report(i, Outcome::failure("stopped before this job ran", true));
+    platform::run_grouped(
+        jobs, ctx, done,
+        [](const JobSpec& j) {
+          const json& p = j.params;
+          return p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32")) + "|" +
+                 ChunkKey::from_params(p).str();
+        },
+        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_group(jobs, idx, ctx, report); });
   }
 
  private:

@@ -32,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "platform/grouped_run.h"  // PermanentError
 #include "spt/gpt2.h"
 #include "spt/job.h"
 
@@ -40,10 +41,6 @@ class Tokenizer;
 }
 
 namespace spt::platform {
-
-struct PermanentError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // What a chunk set is made of (params dataset, dataset_sha256, max_tokens,
 // chunk_len, bos).

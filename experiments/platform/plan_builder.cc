@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "plans.h"
+#include "spt/util.h"
 
 namespace spt::plan {
 
@@ -13,16 +14,6 @@ using spt::platform::model_label;
 
 namespace {
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = s.find(',', start);
-    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
 
 std::string join_commas(const std::vector<std::string>& v) {
   std::string s;

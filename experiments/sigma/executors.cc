@@ -68,33 +68,16 @@ class ProbeExecutor : public Executor {
 
   void run(const std::vector<JobSpec>& jobs, ExecContext& ctx,
            const std::function<void(size_t, Outcome)>& done) override {
-    std::vector<bool> reported(jobs.size(), false);
-    auto report = [&](size_t i, Outcome o) {
-      if (reported[i]) return;
-      reported[i] = true;
-      done(i, std::move(o));
-    };
-    std::map<std::string, std::vector<size_t>> by_model;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      const json& p = jobs[i].params;
-      by_model[p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32"))].push_back(i);
-    }
-    for (const auto& [key, idx] : by_model) {
-      if (ctx.should_stop()) break;
-      try {
-        run_model(jobs, idx, ctx, report);
-      } catch (const PermanentError& e) {
-        for (size_t i : idx) report(i, Outcome::failure(e.what(), false));
-      } catch (const std::exception& e) {
-        for (size_t i : idx) report(i, Outcome::failure(e.what(), true));
-      }
-    }
-    for (size_t i = 0; i < jobs.size(); ++i)
-      if (!reported[i]) report(i, Outcome::failure("stopped before this job ran", true));
+    platform::run_grouped(
+        jobs, ctx, done,
+        [](const JobSpec& j) {
+          return j.params.value("model", std::string()) + "|" + j.params.value("precision", std::string("fp32"));
+        },
+        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_model(jobs, idx, ctx, report); });
   }
 
  private:
-  using Report = std::function<void(size_t, Outcome)>;
+  using Report = platform::ReportFn;
 
   struct Model {
     std::shared_ptr<platform::LoadedModel> lm;
