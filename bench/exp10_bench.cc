@@ -10,6 +10,7 @@
 // the model executor fusing each wave (nll_many, shared clean prefixes) and
 // with fusion off (one nll per job) — and prints wall time, jobs per second,
 // the speed-up, and the largest per-job |ΔPPL| difference between the runs.
+// Plans carry exp3ef=none: 10D's σ sub-graph (exp3 + exp3ef) is not timed.
 // Torch-only (no gRPC), so it builds on the GPU box.
 #include <unistd.h>
 
@@ -78,7 +79,9 @@ int main(int argc, char** argv) {
                                                  {"n_head", std::to_string(heads)},
                                                  {"dataset", dataset},
                                                  {"max_tokens", a["max-tokens"]},
-                                                 {"chunk_len", a["chunk-len"]}};
+                                                 {"chunk_len", a["chunk-len"]},
+                                                 // exp10's executors only: no exp3 + exp3ef sub-graph for 10D
+                                                 {"exp3ef", "none"}};
     spt::ExecutorRegistry reg;
     spt::exp10::register_executors(reg);
     spt::ExecContext ctx;

@@ -3,7 +3,8 @@
 # two ways on the same model and text: through a real spt-server + one
 # spt-worker on loopback (submit → last result stored), and the same plan run
 # in process by exp10_bench (the engine alone). The difference is the
-# runner's overhead. Prints figures; asserts nothing.
+# runner's overhead. Prints figures; asserts nothing. Both plans carry
+# exp3ef=none (no exp3 + exp3ef sub-graph for 10D's correlation): part A only.
 #
 #   bench/exp10_part_a.sh [MODEL_DIR] [TEXT_FILE]
 #
@@ -35,9 +36,10 @@ WORKER=$!
 # Warm-up outside the timing (the in-process run warms up too): the worker
 # loads the model and keeps it; part A on 2 x 16 tokens costs little.
 "$B/client/spt-client" submit exp10 --parts a --model "$MODEL" --dataset "$DATA" --max-tokens 32 --chunk-len 16 \
-  --wait --interval 0.2 >/dev/null
+  --param exp3ef=none --wait --interval 0.2 >/dev/null
 t0=$(date +%s.%N)
-"$B/client/spt-client" submit exp10 --parts a --model "$MODEL" --dataset "$DATA" --force --wait --interval 0.2 >/dev/null
+"$B/client/spt-client" submit exp10 --parts a --model "$MODEL" --dataset "$DATA" --param exp3ef=none --force --wait \
+  --interval 0.2 >/dev/null
 t1=$(date +%s.%N)
 served=$(python3 -c "print(f'{$t1-$t0:.2f}')")
 echo "through spt-server + 1 worker: $served s"

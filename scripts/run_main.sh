@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: sets everything up, starts a coordinator (embedded SQLite file)
-# and one worker on loopback, runs exp10 parts a–d end to end, and fetches the
-# JSON, reports and figures into ./spt-main/results.
+# and one worker on loopback, runs exp10 parts a–d end to end (with the model's
+# exp3 + exp3ef, whose g(l/L) part D correlates with), and fetches the JSON,
+# reports and figures into ./spt-main/results.
 #
 # Model and data: real GPT-2 (HF cache) and WikiText-2 (wiki.valid.raw in
 # $SPT_WIKITEXT_DIR) when present; otherwise a generated GPT-2-shaped model and

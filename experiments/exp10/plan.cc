@@ -15,12 +15,21 @@
 // Several models (--model a,b; platform/plan_builder.h) give one such graph
 // per model, its job names and deps under "<label>/" and its params scoped
 // to it; a single model's graph has plain names, exactly as always.
+//
+// 10D's correlation with g(l/L) reads exp3ef through the graph (spec §11:
+// exp3 → exp3ef → exp10 D): with exp3ef=graph (default) each model's
+// exp10/report depends on the σ family's exp3ef/<label>, whose sub-graph
+// (sigma/plan.h) has the same names and params as in an exp3ef submission,
+// so the coordinator answers it from stored results when it has run before.
+// σ job names carry the model label and are never scoped.
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "exp10/common.h"
 #include "platform/plan_builder.h"
 #include "plans.h"
+#include "sigma/plan.h"
 
 namespace spt::plan {
 
@@ -66,8 +75,11 @@ json heads_json(const std::vector<HeadId>& hs) {
 
 // One model's exp10 graph; every job name and dep is prefixed with `P`
 // ("" for a single-model plan, "<label>/" otherwise).
+// `add_g_source` adds the σ sub-graph exp10/report reads g(l/L) from and
+// returns its job name ("" = none); called only when the report is planned.
 void add_model_jobs(Builder& b, const std::string& parts, const std::string& P, const json& base, const json& data,
-                    int L, int H, int64_t v_max_tokens, const std::string& exp3ef, bool fuse) {
+                    int L, int H, int64_t v_max_tokens, const std::string& exp3ef,
+                    const std::function<std::string()>& add_g_source, bool fuse) {
   auto has_part = [&](char c) { return parts.find(c) != std::string::npos; };
   auto N = [&](const std::string& name) { return P + name; };
   const json v2k = with(with(base, data), {{"chunks", "v2k"}});
@@ -110,9 +122,15 @@ void add_model_jobs(Builder& b, const std::string& parts, const std::string& P, 
     }
     b.add(N("c/reduce"), spt::exp10::kKindReduce, reducer("c"), deps, true);
   }
-  if (has_part('a') || has_part('b') || has_part('c') || has_part('d'))
-    b.add(N("exp10/report"), spt::exp10::kKindReduce, reducer("exp10", {{"exp3ef", exp3ef}}),
-          b.present({N("a/reduce"), N("c/reduce")}), true);
+  if (has_part('a') || has_part('b') || has_part('c') || has_part('d')) {
+    std::vector<std::string> deps = b.present({N("a/reduce"), N("c/reduce")});
+    // The σ units go right before the report that reads them (A's and C's
+    // jobs keep their places; the σ units have no deps, so they are ready
+    // from the start anyway).
+    const std::string g_source = add_g_source();
+    if (!g_source.empty()) deps.push_back(g_source);
+    b.add(N("exp10/report"), spt::exp10::kKindReduce, reducer("exp10", {{"exp3ef", exp3ef}}), deps, true);
+  }
 
   // ---- exp10b E–H
   const bool need_means = has_part('e') || has_part('f') || has_part('h');
@@ -258,9 +276,14 @@ Plan plan_exp10(const Request& req) {
   const ModelBlock mb = read_models(p, "exp10", /*allow_many=*/true);
   const DataBlock db = read_data(p, "exp10");
   const int64_t v_max_tokens = p.integer("v_max_tokens", 999999, 2, 1000000000);
-  const std::string exp3ef = p.str("exp3ef", "");
+  const std::string exp3ef = p.str("exp3ef", "graph");
   const int64_t fuse = p.integer("fuse", 1, 0, 1);
   p.finish();
+  if (exp3ef != "graph" && exp3ef != "none")
+    throw PlanError("exp10: exp3ef=" + exp3ef +
+                    ": takes \"graph\" (default) or \"none\"; 10D's correlation with g(l/L) now comes from the "
+                    "job graph: the plan includes exp3 + exp3ef for the same model, reused from stored results "
+                    "when already computed (no file is passed any more)");
 
   for (const auto& m : mb.models) {
     if (m.n_ctx > 0 && db.chunk_len > m.n_ctx)
@@ -281,8 +304,13 @@ Plan plan_exp10(const Request& req) {
   mb.add_params(b.plan.params);
   for (const auto& m : mb.models) {
     b.model = m.name;
+    // exp3 + exp3ef of this model; their params are the model block only
+    // (sigma::model_params), never exp10's, so content keys match an exp3ef run.
+    auto add_g_source = [&]() -> std::string {
+      return exp3ef == "graph" ? spt::sigma::add_exp3ef(b, mb, m) : std::string();
+    };
     add_model_jobs(b, parts, mb.prefix(m), mb.base(m), db.data_json(), m.n_layer, m.n_head, v_max_tokens, exp3ef,
-                   fuse != 0);
+                   add_g_source, fuse != 0);
   }
   return std::move(b.plan);
 }

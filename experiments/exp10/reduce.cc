@@ -93,19 +93,52 @@ json thresholds_of(const json& rows, const char* n_key) {
           {"2.0", analysis::threshold_steps(curve, 2.0)}};
 }
 
-std::string curve_dat(const json& rows, const char* n_key) {
-  std::string s = "# n ratio ppl\n";
-  for (const auto& r : rows)
-    s += std::to_string(r.at(n_key).get<int>()) + " " + std::to_string(r.at("ratio").get<double>()) + " " +
-         std::to_string(r.at("ppl").get<double>()) + "\n";
+report::Axis dppl_axis(const std::string& label, report::Scale s) {
+  report::Axis a = report::dppl_axis(s);
+  a.label = label;
+  return a;
+}
+
+report::Axis ratio_axis(report::Scale s) {
+  report::Axis a;
+  a.label = "PPL / baseline";
+  a.scale = s;
+  return a;
+}
+
+report::Series curve_series(const json& rows, const char* n_key, std::string label, const char* y_key) {
+  report::Series s;
+  s.label = std::move(label);
+  s.style = report::Series::Style::linespoints;
+  for (const auto& r : rows) {
+    s.x.push_back(r.at(n_key).get<double>());
+    s.y.push_back(r.at(y_key).get<double>());
+  }
   return s;
 }
 
-std::string num(double v) {
-  if (std::isnan(v)) return "NaN";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
+report::Panel ratio_panel(std::string title, report::Axis x, std::vector<report::Series> curves, report::Scale s) {
+  report::Panel p = report::line_panel(std::move(title), std::move(x), ratio_axis(s), std::move(curves));
+  p.hlines = {1.1, 1.5, 2.0};
+  return p;
+}
+
+std::string layer_color(int i, int n) {
+  // viridis at 0, 0.5, 1
+  static const double stops[3][3] = {{68, 1, 84}, {33, 145, 140}, {253, 231, 37}};
+  const double t = n > 1 ? std::clamp(static_cast<double>(i) / (n - 1), 0.0, 1.0) : 0.0;
+  const int k = t < 0.5 ? 0 : 1;
+  const double u = (t - 0.5 * k) * 2;
+  char buf[8];
+  int rgb[3];
+  for (int j = 0; j < 3; ++j) rgb[j] = static_cast<int>(std::lround(stops[k][j] + u * (stops[k + 1][j] - stops[k][j])));
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
   return buf;
+}
+
+std::string figures_section(const Ctx& c) {
+  const std::string f = c.figures_md();
+  return f.empty() ? "" : "## Figures\n\n" + f;
 }
 
 std::string data_description(const json& prov) {

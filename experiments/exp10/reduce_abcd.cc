@@ -22,16 +22,13 @@ double baseline_exact(const json& a) {
                                           : a.at("baseline_ppl").get<double>();
 }
 
-// Loads exp3ef_{model}.json from a path or "sha256:<hex>" artifact.
-json load_exp3ef(Ctx& c, const std::string& ref) {
-  std::string path = ref;
-  if (ref.rfind("sha256:", 0) == 0) {
-    if (!c.rc.fetch) throw std::runtime_error("exp3ef=" + ref + ": this worker cannot fetch artifacts");
-    path = c.rc.fetch(ref.substr(7));
-  } else if (!std::filesystem::exists(ref) && c.rc.fetch) {
-    path = c.rc.fetch(ref);  // a name registered on the coordinator
-  }
-  return json::parse(read_file(path));
+// The input named exactly `name`, ignoring the job's scope: σ job names
+// (exp3ef/<label>, sigma/common.h: exp3ef_job) carry the model label and
+// are never scoped, while Reduce::maybe reads names relative to the scope.
+const json* unscoped_input(const JobSpec& job, const std::string& name) {
+  for (const auto& in : job.inputs)
+    if (in.name == name) return &in.result;
+  return nullptr;
 }
 
 }  // namespace
@@ -80,13 +77,202 @@ json reduce_c(Ctx& c) {
   return c.emit_json("exp10c_" + c.label, doc);
 }
 
+namespace {
+
+// What the B, C and D figures and the report read of reduce_exp10's document.
+struct Exp10View {
+  const json& a;
+  const json* cdoc;  // exp10c, when part C ran
+  const std::vector<HeadDelta>& rows;  // exp10a, layer-major
+  const std::vector<HeadDelta>& rank;  // ΔPPL descending
+  const std::vector<double>& deltas;
+  const json& stats;
+  const analysis::ZipfFit* zipf;  // null: no fit (zipf_why says why)
+  const std::string& zipf_why;
+  const json& thresholds;  // of exp10c, when part C ran
+  const std::vector<double>& layer_mean;
+  const std::vector<double>& layer_max;
+  const std::vector<double>& dg_dl;
+  const json& gcorr;  // null: no correlation (gcorr_note says why)
+  const std::string& gcorr_note;
+  int n1, n10, nneg;
+};
+
+// exp10b_heatmap, exp10b_histogram, exp10b_zipf, exp10c_pareto,
+// exp10d_layer_importance, exp10d_g_correlation.
+void exp10_figures(Ctx& c, const Exp10View& v) {
+  namespace R = report;
+  using S = R::Series;
+  const std::string& m = c.label;
+  std::vector<std::vector<double>> heat(c.n_layer, std::vector<double>(c.n_head));
+  for (const auto& r : v.rows) heat[r.layer][r.head] = r.delta;
+  c.emit_plot({"exp10b_heatmap_" + m, "Zero-ablation ΔPPL per head — " + m,
+               {R::heatmap_panel("", heat, R::count_axis("layer"), R::count_axis("head"), R::dppl_axis())}});
+
+  R::Panel hist = R::histogram_panel("", v.deltas, 30, R::dppl_axis(), R::count_axis("heads"));
+  hist.vlines = {0, 0.1};
+  c.emit_plot({"exp10b_histogram_" + m, "Distribution of zero-ablation ΔPPL — " + m, {hist}});
+
+  {
+    S pts{"|ΔPPL|"}, fit;
+    pts.style = S::Style::points;
+    std::vector<double> y;
+    for (const auto& r : v.rank) y.push_back(std::fabs(r.delta));
+    std::sort(y.begin(), y.end(), std::greater<double>());
+    for (size_t i = 0; i < y.size(); ++i)
+      if (y[i] > 0) pts.x.push_back(static_cast<double>(i + 1)), pts.y.push_back(y[i]);
+    if (v.zipf) {
+      fit.label = "fit C = " + R::fixed(v.zipf->C, 2) + ", α = " + R::fixed(v.zipf->alpha, 2);
+      fit.style = S::Style::line;
+      for (double x : pts.x) fit.x.push_back(x), fit.y.push_back(v.zipf->C * std::pow(x, -v.zipf->alpha));
+    }
+    std::vector<S> series = {pts};
+    if (v.zipf) series.push_back(fit);
+    R::Axis rank_log = R::count_axis("rank");
+    rank_log.scale = R::Scale::log;
+    c.emit_plot({"exp10b_zipf_" + m, "Zipf plot of |ΔPPL| — " + m,
+                 {R::line_panel("linear", R::count_axis("rank"), dppl_axis("|ΔPPL|"), series),
+                  R::line_panel("log-log", rank_log, dppl_axis("|ΔPPL|", R::Scale::log), series)}});
+  }
+  if (v.cdoc) {
+    const json& cum = v.cdoc->at("cumulative");
+    R::Panel ppl = R::line_panel("perplexity", R::count_axis("heads ablated"), R::Axis{"PPL", R::Unit::plain, R::Scale::log},
+                                 {curve_series(cum, "n_ablated", "PPL", "ppl")});
+    // Thresholds: dashed at their steps, named in the title (labels beside
+    // the lines would leave the panel when a threshold is the last step).
+    std::string thr;
+    std::vector<double> at;
+    for (const char* t : {"1.1", "1.5", "2.0"}) {
+      at.push_back(v.thresholds.at(t).get<int>());
+      thr += std::string(thr.empty() ? "" : ", ") + t + "×: " + std::to_string(v.thresholds.at(t).get<int>());
+    }
+    R::Panel ratio = ratio_panel("ratio to baseline (thresholds " + thr + ")", R::count_axis("heads ablated"),
+                                 {curve_series(cum, "n_ablated", "ratio")}, R::Scale::log);
+    ratio.vlines = at;
+    c.emit_plot({"exp10c_pareto_" + m, "Cumulative zero-ablation (least important first) — " + m, {ppl, ratio}});
+  }
+  {
+    std::vector<std::string> layers;
+    for (int l = 0; l < c.n_layer; ++l) layers.push_back("L" + std::to_string(l));
+    c.emit_plot({"exp10d_layer_importance_" + m, "Layer importance (zero-ablation) — " + m,
+                 {R::bar_panel("", layers, {S{"mean ΔPPL", {}, v.layer_mean}, S{"max ΔPPL", {}, v.layer_max}},
+                               R::dppl_axis(R::Scale::log), "layer")}});
+  }
+  if (!v.gcorr.is_null()) {
+    S pts;
+    for (int l = 0; l < c.n_layer; ++l) pts.point_labels.push_back("L" + std::to_string(l));
+    pts.x = v.dg_dl;
+    pts.y = v.layer_mean;
+    c.emit_plot({"exp10d_g_correlation_" + m,
+                 "Layer importance vs dg/d(l/L) — Pearson r = " + R::fixed(v.gcorr.at("corr_pearson").get<double>(), 2) +
+                     ", Spearman ρ = " + R::fixed(v.gcorr.at("corr_spearman").get<double>(), 2),
+                 {R::scatter_panel("", R::Axis{"dg/d(l/L)"}, dppl_axis("mean ΔPPL of layer"), {pts})}});
+  }
+}
+
+std::string exp10_report(Ctx& c, const Exp10View& v) {
+  namespace R = report;
+  const std::string& m = c.label;
+  const json& a = v.a;
+  const auto& rank = v.rank;
+  const int N = static_cast<int>(v.rows.size());
+  std::string md = "# exp10: head ablation (Phase 1) — " + m + "\n\n";
+  md += "Zero-ablation of each attention head (hook_z = 0) on the first " +
+        R::count(c.param_int("max_tokens", 0)) + " tokens of " + data_description(c.provenance()) + " (" +
+        std::to_string(a.value("n_chunks", 0)) + " chunks of " + std::to_string(c.param_int("chunk_len", 0)) +
+        ", " + R::count(a.value("n_predicted_tokens", 0)) + " predicted tokens).\n\n";
+  md += "**Baseline PPL: " + R::fixed(a.at("baseline_ppl").get<double>(), 2) + "**\n\n";
+  md += "## 10A/10B: single-head ablation\n\n### Top 10 heads (ΔPPL descending)\n\n";
+  {
+    R::Table t({"rank", "head", "ΔPPL", "PPL"}, "rrrr");
+    for (size_t i = 0; i < std::min<size_t>(10, rank.size()); ++i)
+      t.row({std::to_string(i + 1), head_name(rank[i].id()), R::pct(rank[i].delta, 1), R::fixed(rank[i].ppl, 2)});
+    md += t.str() + "\n";
+  }
+  {
+    const auto neg = harmful(v.rows);
+    md += "### Heads whose ablation lowers PPL (ΔPPL < 0): " + std::to_string(neg.size()) + "\n\n";
+    if (!neg.empty()) {
+      R::Table t({"head", "ΔPPL", "PPL"}, "rrr");
+      for (const auto& r : neg) t.row({head_name(r.id()), R::pct(r.delta, 2), R::fixed(r.ppl, 2)});
+      md += t.str() + "\n";
+    }
+  }
+  md += "### Statistics\n\n";
+  {
+    const json& st = v.stats;
+    R::Table t({"statistic", "value"}, "lr");
+    t.row({"|ΔPPL| < 1 %", std::to_string(v.n1) + "/" + std::to_string(N)});
+    t.row({"|ΔPPL| < 10 %", std::to_string(v.n10) + "/" + std::to_string(N)});
+    t.row({"ΔPPL < 0", std::to_string(v.nneg) + "/" + std::to_string(N)});
+    t.row({"mean ΔPPL", R::pct(st.at("mean_delta_ppl").get<double>(), 2)});
+    t.row({"median ΔPPL", R::pct(st.at("median_delta_ppl").get<double>(), 2)});
+    t.row({"max ΔPPL", R::pct(st.at("max_delta_ppl").get<double>(), 1) + " (" + head_name(rank.front().id()) + ")"});
+    t.row({"min ΔPPL", R::pct(st.at("min_delta_ppl").get<double>(), 2) + " (" + head_name(rank.back().id()) + ")"});
+    md += t.str() + "\n";
+  }
+  md += "### Zipf fit |ΔPPL| = C · rank^(−α)\n\n";
+  if (v.zipf)
+    md += "C = " + R::fixed(v.zipf->C, 4) + ", α = " + R::fixed(v.zipf->alpha, 4) + " (R² = " +
+          R::fixed(v.zipf->r2, 4) + ", " + std::to_string(v.zipf->n_points) +
+          " nonzero points; TRF, p0 = [y₁, 1], α ∈ [0.01, 5])\n\n";
+  else
+    md += "No fit: " + v.zipf_why + "\n\n";
+  if (v.cdoc) {
+    md += "## 10C: cumulative ablation (|ΔPPL| ascending)\n\n";
+    R::Table t({"heads ablated", "PPL", "ratio"}, "rrr");
+    for (const auto& r : v.cdoc->at("cumulative"))
+      t.row({std::to_string(r.at("n_ablated").get<int>()), R::fixed(r.at("ppl").get<double>(), 2),
+             R::fixed(r.at("ratio").get<double>(), 3)});
+    md += t.str() + "\n";
+    R::Table th({"threshold", "max heads ablated"}, "lr");
+    for (const char* k : {"1.1", "1.5", "2.0"})
+      th.row({std::string(k) + "×", std::to_string(v.thresholds.at(k).get<int>())});
+    md += "Thresholds (largest measured step with ratio ≤ t):\n\n" + th.str() + "\n";
+  }
+  md += "## 10D: importance by layer\n\n";
+  {
+    R::Table t({"layer", "mean ΔPPL", "max ΔPPL"}, "rrr");
+    for (int l = 0; l < c.n_layer; ++l)
+      t.row({"L" + std::to_string(l), R::pct(v.layer_mean[l], 1), R::pct(v.layer_max[l], 1)});
+    md += t.str() + "\n";
+  }
+  const json& g = v.gcorr;
+  if (!g.is_null())
+    md += "Correlation of layer mean ΔPPL with dg/d(l/L) from exp3ef: Pearson r = " +
+          R::fixed(g.at("corr_pearson").get<double>(), 2) + " (p = " + R::fixed(g.at("p_pearson").get<double>(), 2) +
+          "), Spearman ρ = " + R::fixed(g.at("corr_spearman").get<double>(), 2) + " (p = " +
+          R::fixed(g.at("p_spearman").get<double>(), 2) + ")\n\n";
+  else
+    md += "Correlation with g(l/L): " + v.gcorr_note + "\n\n";
+  md += "## Success criteria\n\n";
+  {
+    R::Table t({"#", "criterion", "value", "result"}, "rlll");
+    const int need = static_cast<int>(0.3 * N);
+    t.row({"1", "|ΔPPL| < 10 % for ≥ " + std::to_string(need) + " heads (≥ 30 % removable)",
+           std::to_string(v.n10) + "/" + std::to_string(N), R::pass_fail(v.n10 >= need)});
+    t.row({"2", "Zipf α > 0.5", v.zipf ? R::fixed(v.zipf->alpha, 2) : "no fit",
+           R::pass_fail(v.zipf && v.zipf->alpha > 0.5)});
+    if (!g.is_null()) {
+      const double r = g.at("corr_pearson").get<double>(), p = g.at("p_pearson").get<double>();
+      t.row({"3", "|r| > 0.5 and p < 0.05 (layer importance vs dg/dl)",
+             "r = " + R::fixed(r, 2) + ", p = " + R::fixed(p, 2), R::pass_fail(std::fabs(r) > 0.5 && p < 0.05)});
+    } else {
+      t.row({"3", "|r| > 0.5 and p < 0.05 (layer importance vs dg/dl)", "n/a", "SKIPPED"});
+    }
+    md += t.str() + "\n";
+  }
+  return md + figures_section(c);
+}
+
+}  // namespace
+
 json reduce_exp10(Ctx& c) {
   const json& a = c.input("a/reduce");
   const json* cdoc = c.maybe("c/reduce");
   // B and D are pure functions of A's table: always computed, so a
   // submission of "a" alone still gets the full summary.
   const auto rows = read_head_table(a);
-  const int N = static_cast<int>(rows.size());
   const std::string m = c.label;
 
   json doc = {{"model", c.param("model")},
@@ -145,13 +331,22 @@ json reduce_exp10(Ctx& c) {
   json gcorr = nullptr;
   std::string gcorr_note;
   std::vector<double> dg_dl;
-  const std::string exp3ef_ref = c.param("exp3ef");
+  // g(l/L) comes through the job graph: the plan makes exp3ef/<label> (the
+  // σ family's exp3ef document: g_mean, l_norm) an input of this report
+  // unless it was submitted with exp3ef=none.
+  const std::string g_source = "exp3ef/" + c.label;
+  const bool g_wanted = c.param("exp3ef") != "none";
+  const json* g_doc = g_wanted ? unscoped_input(c.job, g_source) : nullptr;
   {
-    if (exp3ef_ref.empty()) {
-      gcorr_note = "skipped: no exp3ef result for this model (param exp3ef=<path or sha256:…>)";
+    if (!g_wanted) {
+      gcorr_note = "skipped: exp3ef=none";
+    } else if (!g_doc) {
+      gcorr_note = "skipped: no exp3ef result for this model (input " + g_source + " absent; plan with exp3ef=graph)";
+    } else if (c.n_layer < 3) {
+      gcorr_note = "skipped: a correlation needs at least 3 layers (this model has " + std::to_string(c.n_layer) + ")";
     } else {
       try {
-        const json g = load_exp3ef(c, exp3ef_ref);
+        const json& g = *g_doc;
         const auto gm = g.at("g_mean").get<std::vector<double>>();
         const auto ln = g.at("l_norm").get<std::vector<double>>();
         if (gm.size() != ln.size() || static_cast<int>(gm.size()) != c.n_layer + 1)
@@ -174,212 +369,14 @@ json reduce_exp10(Ctx& c) {
     }
     doc["exp10d"] = {{"layer_mean_dppl", layer_mean}, {"layer_max_dppl", layer_max}, {"g_correlation", gcorr}};
     if (!gcorr_note.empty()) doc["exp10d"]["g_correlation_note"] = gcorr_note;
+    doc["exp10d"]["g_source"] = g_doc ? json(g_source) : json(nullptr);  // the input g(l/L) was read from
   }
 
-  // ---- figures
-  {
-    // Heatmap, in percent: rows = layers, columns = heads.
-    std::string dat;
-    for (int l = 0; l < c.n_layer; ++l) {
-      for (int h = 0; h < c.n_head; ++h)
-        dat += (h ? " " : "") + num(rows[static_cast<size_t>(l * c.n_head + h)].delta * 100.0);
-      dat += "\n";
-    }
-    // Diverging palette with white at 0 (blue: ablation helps, red: hurts).
-    double lo = -1e-9, hi = 1e-9;
-    for (const auto& r : rows) {
-      lo = std::min(lo, r.delta * 100.0);
-      hi = std::max(hi, r.delta * 100.0);
-    }
-    report::Figure f;
-    f.name = "exp10b_heatmap_" + m;
-    f.width = std::max(700, 60 * c.n_head + 200);
-    f.height = std::max(500, 45 * c.n_layer + 150);
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Zero-ablation ΔPPL (%) per head — " + m +
-               "'\nset xlabel 'head'\nset ylabel 'layer'\n"
-               "set xrange [-0.5:" + std::to_string(c.n_head) + "-0.5]\nset yrange [" + std::to_string(c.n_layer) +
-               "-0.5:-0.5]\nset xtics 1\nset ytics 1\nset cblabel 'ΔPPL (%)'\n"
-               "set cbrange [" + num(lo) + ":" + num(hi) + "]\n"
-               "set palette defined (" + num(lo) + " '#2166ac', 0 '#f7f7f7', " + num(hi) + " '#b2182b')\n"
-               "plot '" + f.name + ".dat' matrix with image notitle, \\\n"
-               "     '' matrix using 1:2:(sprintf('%.1f', $3)) with labels font ',7' notitle\n";
-    c.emit_figure(f);
-  }
-  {
-    const auto hist = analysis::histogram(deltas, 30);
-    std::string dat = "# bin_center count bin_width\n";
-    for (size_t i = 0; i < hist.counts.size(); ++i)
-      dat += num(0.5 * (hist.edges[i] + hist.edges[i + 1])) + " " + std::to_string(hist.counts[i]) + " " +
-             num(hist.edges[i + 1] - hist.edges[i]) + "\n";
-    report::Figure f;
-    f.name = "exp10b_histogram_" + m;
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Distribution of zero-ablation ΔPPL — " + m +
-               "'\nset xlabel 'ΔPPL (fraction)'\nset ylabel 'heads'\nset style fill solid 0.6 border -1\n"
-               "set arrow from 0, graph 0 to 0, graph 1 nohead dt 2 lc rgb 'black'\n"
-               "set arrow from 0.1, graph 0 to 0.1, graph 1 nohead dt 2 lc rgb 'red'\n"
-               "plot '" + f.name + ".dat' using 1:2:3 with boxes lc rgb '#4477aa' title 'heads'\n";
-    c.emit_figure(f);
-  }
-  {
-    std::vector<double> y;
-    for (const auto& r : rank) y.push_back(std::fabs(r.delta));
-    std::sort(y.begin(), y.end(), std::greater<double>());
-    std::string dat = "# rank abs_delta_ppl\n";
-    for (size_t i = 0; i < y.size(); ++i)
-      if (y[i] > 0) dat += std::to_string(i + 1) + " " + num(y[i]) + "\n";
-    report::Figure f;
-    f.name = "exp10b_zipf_" + m;
-    f.width = 1200;
-    f.height = 500;
-    f.data = {{f.name + ".dat", dat}};
-    const std::string fit = zipf ? num(zipf->C) + "*x**(-" + num(zipf->alpha) + ")" : "";
-    const std::string fit_title = zipf ? "fit C=" + report::fixed(zipf->C, 2) + ", α=" + report::fixed(zipf->alpha, 2)
-                                       : "";
-    const std::string plot = "plot '" + f.name + ".dat' using 1:2 with points pt 7 ps 0.6 title '|ΔPPL|'" +
-                             (zipf ? ", " + fit + " with lines lw 2 title '" + fit_title + "'" : "") + "\n";
-    f.script = "set multiplot layout 1,2 title 'Zipf plot of |ΔPPL| — " + m +
-               "'\nset xlabel 'rank'\nset ylabel '|ΔPPL|'\nset title 'linear'\n" + plot +
-               "set title 'log-log'\nset logscale xy\n" + plot + "unset multiplot\n";
-    c.emit_figure(f);
-  }
-  if (cdoc) {
-    const json& cum = cdoc->at("cumulative");
-    report::Figure f;
-    f.name = "exp10c_pareto_" + m;
-    f.width = 1200;
-    f.height = 500;
-    f.data = {{f.name + ".dat", curve_dat(cum, "n_ablated")}};
-    std::string vlines;
-    for (const char* t : {"1.1", "1.5", "2.0"}) {
-      const int n = thresholds.at(t).get<int>();
-      vlines += "set arrow from " + std::to_string(n) + ", graph 0 to " + std::to_string(n) +
-                ", graph 1 nohead dt 4 lw 1.5 lc rgb '#cc3311'\nset label '" + t + "×: " + std::to_string(n) +
-                "' at " + std::to_string(n) + ", graph " + (t[2] == '1' ? "0.95" : t[2] == '5' ? "0.88" : "0.81") +
-                " left offset 0.5,0 tc rgb '#cc3311'\n";
-    }
-    f.script = "set multiplot layout 1,2 title 'Cumulative zero-ablation (least important first) — " + m +
-               "'\nset xlabel 'heads ablated'\nset grid\nset title 'perplexity'\nset logscale y\nset ylabel 'PPL'\n"
-               "plot '" + f.name + ".dat' using 1:3 with linespoints pt 7 title 'PPL'\nunset logscale y\n"
-               "set title 'ratio to baseline'\nset ylabel 'PPL / baseline'\nset logscale y\n" + vlines +
-               "plot '" + f.name + ".dat' using 1:2 with linespoints pt 7 title 'ratio', 1.1 dt 2 title '1.1×', "
-               "1.5 dt 2 title '1.5×', 2.0 dt 2 title '2.0×'\nunset multiplot\n";
-    c.emit_figure(f);
-  }
-  {
-    std::string dat = "# layer mean_dppl_pct max_dppl_pct\n";
-    for (int l = 0; l < c.n_layer; ++l)
-      dat += std::to_string(l) + " " + num(layer_mean[l] * 100) + " " + num(layer_max[l] * 100) + "\n";
-    report::Figure f;
-    f.name = "exp10d_layer_importance_" + m;
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Layer importance (zero-ablation) — " + m +
-               "'\nset xlabel 'layer'\nset ylabel 'ΔPPL (%)'\nset xtics 1\nset grid ytics\n"
-               "set style fill solid 0.6 border -1\nset boxwidth 0.7\nset logscale y\n"
-               "plot '" + f.name + ".dat' using 1:($2 > 0 ? $2 : NaN) with boxes lc rgb '#4477aa' title 'mean ΔPPL', "
-               "'' using 1:($3 > 0 ? $3 : NaN) with linespoints pt 7 lc rgb '#cc3311' title 'max ΔPPL'\n";
-    c.emit_figure(f);
-  }
-  if (!gcorr.is_null()) {
-    std::string dat = "# layer dg_dl layer_mean_dppl\n";
-    for (int l = 0; l < c.n_layer; ++l) dat += std::to_string(l) + " " + num(dg_dl[l]) + " " + num(layer_mean[l]) + "\n";
-    report::Figure f;
-    f.name = "exp10d_g_correlation_" + m;
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Layer importance vs dg/d(l/L) — Pearson r = " +
-               report::fixed(gcorr.at("corr_pearson").get<double>(), 2) + ", Spearman ρ = " +
-               report::fixed(gcorr.at("corr_spearman").get<double>(), 2) +
-               "'\nset xlabel 'dg/d(l/L)'\nset ylabel 'mean ΔPPL of layer'\nset grid\n"
-               "plot '" + f.name + ".dat' using 2:3 with points pt 7 ps 1.2 notitle, "
-               "'' using 2:3:(sprintf('L%d', $1)) with labels offset 1,0.5 notitle\n";
-    c.emit_figure(f);
-  }
-
-  // ---- report
-  namespace R = report;
-  std::string md = "# exp10: head ablation (Phase 1) — " + m + "\n\n";
-  md += "Zero-ablation of each attention head (hook_z = 0) on the first " +
-        R::count(c.param_int("max_tokens", 0)) + " tokens of " + data_description(c.provenance()) + " (" +
-        std::to_string(a.value("n_chunks", 0)) + " chunks of " + std::to_string(c.param_int("chunk_len", 0)) +
-        ", " + R::count(a.value("n_predicted_tokens", 0)) + " predicted tokens).\n\n";
-  md += "**Baseline PPL: " + R::fixed(a.at("baseline_ppl").get<double>(), 2) + "**\n\n";
-  md += "## 10A/10B: single-head ablation\n\n### Top 10 heads (ΔPPL descending)\n\n";
-  {
-    R::Table t({"rank", "head", "ΔPPL", "PPL"}, "rrrr");
-    for (size_t i = 0; i < std::min<size_t>(10, rank.size()); ++i)
-      t.row({std::to_string(i + 1), head_name(rank[i].id()), R::pct(rank[i].delta, 1), R::fixed(rank[i].ppl, 2)});
-    md += t.str() + "\n";
-  }
-  {
-    const auto neg = harmful(rows);
-    md += "### Heads whose ablation lowers PPL (ΔPPL < 0): " + std::to_string(neg.size()) + "\n\n";
-    if (!neg.empty()) {
-      R::Table t({"head", "ΔPPL", "PPL"}, "rrr");
-      for (const auto& r : neg) t.row({head_name(r.id()), R::pct(r.delta, 2), R::fixed(r.ppl, 2)});
-      md += t.str() + "\n";
-    }
-  }
-  md += "### Statistics\n\n";
-  {
-    R::Table t({"statistic", "value"}, "lr");
-    t.row({"|ΔPPL| < 1 %", std::to_string(n1) + "/" + std::to_string(N)});
-    t.row({"|ΔPPL| < 10 %", std::to_string(n10) + "/" + std::to_string(N)});
-    t.row({"ΔPPL < 0", std::to_string(nneg) + "/" + std::to_string(N)});
-    t.row({"mean ΔPPL", R::pct(stats.at("mean_delta_ppl").get<double>(), 2)});
-    t.row({"median ΔPPL", R::pct(stats.at("median_delta_ppl").get<double>(), 2)});
-    t.row({"max ΔPPL", R::pct(stats.at("max_delta_ppl").get<double>(), 1) + " (" + head_name(rank.front().id()) + ")"});
-    t.row({"min ΔPPL", R::pct(stats.at("min_delta_ppl").get<double>(), 2) + " (" + head_name(rank.back().id()) + ")"});
-    md += t.str() + "\n";
-  }
-  md += "### Zipf fit |ΔPPL| = C · rank^(−α)\n\n";
-  if (zipf)
-    md += "C = " + R::fixed(zipf->C, 4) + ", α = " + R::fixed(zipf->alpha, 4) + " (R² = " + R::fixed(zipf->r2, 4) +
-          ", " + std::to_string(zipf->n_points) + " nonzero points; TRF, p0 = [y₁, 1], α ∈ [0.01, 5])\n\n";
-  else
-    md += "No fit: " + zipf_why + "\n\n";
-  if (cdoc) {
-    md += "## 10C: cumulative ablation (|ΔPPL| ascending)\n\n";
-    R::Table t({"heads ablated", "PPL", "ratio"}, "rrr");
-    for (const auto& r : cdoc->at("cumulative"))
-      t.row({std::to_string(r.at("n_ablated").get<int>()), R::fixed(r.at("ppl").get<double>(), 2),
-             R::fixed(r.at("ratio").get<double>(), 3)});
-    md += t.str() + "\n";
-    R::Table th({"threshold", "max heads ablated"}, "lr");
-    for (const char* k : {"1.1", "1.5", "2.0"}) th.row({std::string(k) + "×", std::to_string(thresholds.at(k).get<int>())});
-    md += "Thresholds (largest measured step with ratio ≤ t):\n\n" + th.str() + "\n";
-  }
-  md += "## 10D: importance by layer\n\n";
-  {
-    R::Table t({"layer", "mean ΔPPL", "max ΔPPL"}, "rrr");
-    for (int l = 0; l < c.n_layer; ++l) t.row({"L" + std::to_string(l), R::pct(layer_mean[l], 1), R::pct(layer_max[l], 1)});
-    md += t.str() + "\n";
-  }
-  if (!gcorr.is_null())
-    md += "Correlation of layer mean ΔPPL with dg/d(l/L) from exp3ef: Pearson r = " +
-          R::fixed(gcorr.at("corr_pearson").get<double>(), 2) + " (p = " +
-          R::fixed(gcorr.at("p_pearson").get<double>(), 2) + "), Spearman ρ = " +
-          R::fixed(gcorr.at("corr_spearman").get<double>(), 2) + " (p = " +
-          R::fixed(gcorr.at("p_spearman").get<double>(), 2) + ")\n\n";
-  else
-    md += "Correlation with g(l/L): " + gcorr_note + "\n\n";
-  md += "## Success criteria\n\n";
-  {
-    R::Table t({"#", "criterion", "value", "result"}, "rlll");
-    const int need = static_cast<int>(0.3 * N);
-    t.row({"1", "|ΔPPL| < 10 % for ≥ " + std::to_string(need) + " heads (≥ 30 % removable)",
-           std::to_string(n10) + "/" + std::to_string(N), R::pass_fail(n10 >= need)});
-    t.row({"2", "Zipf α > 0.5", zipf ? R::fixed(zipf->alpha, 2) : "no fit", R::pass_fail(zipf && zipf->alpha > 0.5)});
-    if (!gcorr.is_null()) {
-      const double r = gcorr.at("corr_pearson").get<double>(), p = gcorr.at("p_pearson").get<double>();
-      t.row({"3", "|r| > 0.5 and p < 0.05 (layer importance vs dg/dl)",
-             "r = " + R::fixed(r, 2) + ", p = " + R::fixed(p, 2), R::pass_fail(std::fabs(r) > 0.5 && p < 0.05)});
-    } else {
-      t.row({"3", "|r| > 0.5 and p < 0.05 (layer importance vs dg/dl)", "n/a", "SKIPPED"});
-    }
-    md += t.str() + "\n";
-  }
-  md += c.figure_notes();
+  // ---- figures, report
+  const Exp10View v{a,          cdoc,      rows,      rank,    deltas, stats, zipf ? &*zipf : nullptr, zipf_why,
+                    thresholds, layer_mean, layer_max, dg_dl, gcorr,  gcorr_note, n1, n10, nneg};
+  exp10_figures(c, v);
+  std::string md = exp10_report(c, v);
   json result = c.emit_json("exp10_" + m, doc);
   md += provenance_md(result.at("provenance"));
   c.emit_text("exp10_results_" + m + ".md", md, "text/markdown");

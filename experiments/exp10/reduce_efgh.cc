@@ -29,6 +29,75 @@ double ratio_at(const json& rows, const char* key, int n) {
   return std::nan("");
 }
 
+// exp10e_zero_vs_mean_scatter, exp10f_pareto_l0protected,
+// exp10g_three_curves, exp10h_harmful_heads: each when its parts ran.
+void exp10b_figures(Ctx& c, const json& a, const json* cd, const json* ed, const json* fd, const json* gd,
+                    const json* hd) {
+  namespace R = report;
+  using S = R::Series;
+  const std::string& m = c.label;
+  if (ed) {  // layers 1+: layer 0's outliers would squash the rest
+    std::map<HeadId, double> mean;
+    for (const auto& r : read_head_table(*ed)) mean[r.id()] = r.delta;
+    std::vector<S> by_layer;
+    double lo = 0, hi = 0;
+    for (int l = 1; l < c.n_layer; ++l) {
+      S s{"L" + std::to_string(l)};
+      s.color = layer_color(l - 1, c.n_layer - 1);
+      by_layer.push_back(s);
+    }
+    for (const auto& r : read_head_table(a))
+      if (r.layer >= 1) {
+        S& s = by_layer[r.layer - 1];
+        s.x.push_back(r.delta);
+        s.y.push_back(mean[r.id()]);
+        lo = std::min({lo, r.delta, mean[r.id()]});
+        hi = std::max({hi, r.delta, mean[r.id()]});
+      }
+    S diag{"y = x", {lo, hi}, {lo, hi}, S::Style::dashed, {}, {}, "#888888"};
+    by_layer.push_back(diag);
+    c.emit_plot({"exp10e_zero_vs_mean_scatter_" + m, "Zero- vs mean-ablation ΔPPL, layers 1+ — " + m,
+                 {R::scatter_panel("", dppl_axis("ΔPPL zero-ablation"), dppl_axis("ΔPPL mean-ablation"), by_layer)}});
+  }
+  if (fd)
+    c.emit_plot({"exp10f_pareto_l0protected_" + m, "Cumulative mean-ablation with layer 0 protected — " + m,
+                 {ratio_panel("", R::count_axis("heads ablated (layers 1+)"),
+                              {curve_series(fd->at("cumulative_mean"), "n_ablated", "mean-ablation")})}});
+  if (gd) {
+    std::vector<std::pair<const json*, std::string>> curves;
+    if (cd) curves.push_back({&cd->at("cumulative"), "(a) zero, all heads"});
+    curves.push_back({&gd->at("cumulative"), "(b) zero, layers 1+"});
+    if (fd) curves.push_back({&fd->at("cumulative_mean"), "(c) mean, layers 1+"});
+    std::vector<S> ppl, ratio;
+    for (const auto& [rows, label] : curves) {
+      ppl.push_back(curve_series(*rows, "n_ablated", label, "ppl"));
+      ratio.push_back(curve_series(*rows, "n_ablated", label));
+    }
+    R::Panel rp = ratio_panel("ratio", R::count_axis("heads ablated"), ratio);
+    rp.y.min = 0.95;  // spec §10.2: ratio axis 0.95–3.5
+    rp.y.max = 3.5;
+    c.emit_plot({"exp10g_three_curves_" + m, "Cumulative ablation: three curves — " + m,
+                 {R::line_panel("perplexity", R::count_axis("heads ablated"), R::Axis{"PPL", R::Unit::plain, R::Scale::log},
+                                ppl),
+                  rp}});
+  }
+  if (hd) {
+    std::vector<std::string> heads;
+    S zero{"ΔPPL zero-ablation"};
+    for (const auto& r : hd->at("harmful_zero")) {
+      heads.push_back(head_name(r.at("layer").get<int>(), r.at("head").get<int>()));
+      zero.y.push_back(r.at("delta_ppl").get<double>());
+    }
+    R::Panel bars = R::bar_panel("heads with ΔPPL zero < 0", heads, {zero}, R::dppl_axis());
+    bars.key = "off";
+    std::vector<S> curves = {curve_series(hd->at("cumulative_harmful_first"), "n_additional", "harmful first")};
+    if (fd) curves.push_back(curve_series(fd->at("cumulative_mean"), "n_ablated", "standard mean curve (10F)"));
+    c.emit_plot({"exp10h_harmful_heads_" + m, "Harmful heads — " + m,
+                 {bars, R::line_panel("harmful first vs standard mean curve", R::count_axis("additional heads"),
+                                      ratio_axis(), curves)}});
+  }
+}
+
 }  // namespace
 
 json reduce_e(Ctx& c) {
@@ -198,20 +267,6 @@ json reduce_exp10b(Ctx& c) {
       }
       md += lt.str() + "\n";
     }
-    // Figure: zero vs mean (layers 1+, L0's outliers would squash the rest).
-    std::string dat = "# layer head zero_dppl mean_dppl\n";
-    std::map<HeadId, double> mm;
-    for (const auto& r : mean) mm[r.id()] = r.delta;
-    for (const auto& r : zero)
-      if (r.layer >= 1) dat += std::to_string(r.layer) + " " + std::to_string(r.head) + " " + num(r.delta) + " " + num(mm[r.id()]) + "\n";
-    report::Figure f;
-    f.name = "exp10e_zero_vs_mean_scatter_" + m;
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Zero- vs mean-ablation ΔPPL, layers 1+ — " + m +
-               "'\nset xlabel 'ΔPPL zero-ablation'\nset ylabel 'ΔPPL mean-ablation'\nset grid\n"
-               "set palette rgbformulae 33,13,10\nset cblabel 'layer'\n"
-               "plot '" + f.name + ".dat' using 3:4:1 with points pt 7 ps 0.8 lc palette notitle, x dt 2 lc rgb 'gray' title 'y = x'\n";
-    c.emit_figure(f);
   }
 
   json f_thr, g_thr_zero_all, g_thr_l0, g_thr_mean;
@@ -225,14 +280,6 @@ json reduce_exp10b(Ctx& c) {
       t.row({std::to_string(r.at("n_ablated").get<int>()), R::fixed(r.at("ppl").get<double>(), 2),
              R::fixed(r.at("ratio").get<double>(), 3)});
     md += t.str() + "\n";
-    report::Figure fg;
-    fg.name = "exp10f_pareto_l0protected_" + m;
-    fg.data = {{fg.name + ".dat", curve_dat(cm, "n_ablated")}};
-    fg.script = "set title 'Cumulative mean-ablation with layer 0 protected — " + m +
-                "'\nset xlabel 'heads ablated (layers 1+)'\nset ylabel 'PPL / baseline'\nset grid\n"
-                "plot '" + fg.name + ".dat' using 1:2 with linespoints pt 7 title 'mean-ablation', "
-                "1.1 dt 2 title '1.1×', 1.5 dt 2 title '1.5×', 2.0 dt 2 title '2.0×'\n";
-    c.emit_figure(fg);
   }
   if (gd) {
     json g = json::object();
@@ -258,24 +305,6 @@ json reduce_exp10b(Ctx& c) {
       }
       md += gap.str() + "\n";
     }
-    report::Figure fg;
-    fg.name = "exp10g_three_curves_" + m;
-    fg.width = 1200;
-    fg.height = 500;
-    std::string plot_ppl, plot_ratio;
-    auto add_curve = [&](const std::string& file, const json& rows, const std::string& title) {
-      fg.data.push_back({file, curve_dat(rows, "n_ablated")});
-      plot_ppl += (plot_ppl.empty() ? "plot " : ", ") + report::gp_quote(file) + " using 1:3 with linespoints pt 7 ps 0.6 title '" + title + "'";
-      plot_ratio += (plot_ratio.empty() ? "plot " : ", ") + report::gp_quote(file) + " using 1:2 with linespoints pt 7 ps 0.6 title '" + title + "'";
-    };
-    if (cd) add_curve(fg.name + "_zero_all.dat", cd->at("cumulative"), "(a) zero, all heads");
-    add_curve(fg.name + "_zero_l0prot.dat", gd->at("cumulative"), "(b) zero, layers 1+");
-    if (fd) add_curve(fg.name + "_mean_l0prot.dat", fd->at("cumulative_mean"), "(c) mean, layers 1+");
-    fg.script = "set multiplot layout 1,2 title 'Cumulative ablation: three curves — " + m +
-                "'\nset xlabel 'heads ablated'\nset grid\nset title 'perplexity'\nset ylabel 'PPL'\nset logscale y\n" +
-                plot_ppl + "\nunset logscale y\nset title 'ratio'\nset ylabel 'PPL / baseline'\nset yrange [0.95:3.5]\n" +
-                plot_ratio + ", 1.1 dt 2 lc rgb 'gray' notitle, 1.5 dt 2 lc rgb 'gray' notitle, 2.0 dt 2 lc rgb 'gray' notitle\nunset multiplot\n";
-    c.emit_figure(fg);
   }
   if (hd) {
     json h = *hd;
@@ -300,39 +329,13 @@ json reduce_exp10b(Ctx& c) {
     }
     md += "\n\n\"Harmful first\" (harmful heads zeroed, then layer-1+ heads mean-ablated by |ΔPPL_mean|):\n\n";
     R::Table cum({"additional", "total ablated", "PPL", "ratio"}, "rrrr");
-    std::string dat = "# n_additional ratio ppl n_total\n";
-    for (const auto& r : hd->at("cumulative_harmful_first")) {
+    for (const auto& r : hd->at("cumulative_harmful_first"))
       cum.row({std::to_string(r.at("n_additional").get<int>()), std::to_string(r.at("n_total_ablated").get<int>()),
                R::fixed(r.at("ppl").get<double>(), 2), R::fixed(r.at("ratio").get<double>(), 3)});
-      dat += std::to_string(r.at("n_additional").get<int>()) + " " + num(r.at("ratio").get<double>()) + " " +
-             num(r.at("ppl").get<double>()) + " " + std::to_string(r.at("n_total_ablated").get<int>()) + "\n";
-    }
     md += cum.str() + "\n";
-    report::Figure fg;
-    fg.name = "exp10h_harmful_heads_" + m;
-    fg.width = 1200;
-    fg.height = 500;
-    std::string bars = "# index head zero_dppl_pct\n";
-    int i = 0;
-    for (const auto& r : hd->at("harmful_zero"))
-      bars += std::to_string(i++) + " " + head_name(r.at("layer").get<int>(), r.at("head").get<int>()) + " " +
-              num(r.at("delta_ppl").get<double>() * 100) + "\n";
-    fg.data = {{fg.name + "_bars.dat", bars}, {fg.name + "_curve.dat", dat}};
-    std::string curve_plot = "plot '" + fg.name + "_curve.dat' using 1:2 with linespoints pt 7 title 'harmful first'";
-    if (fd) {
-      fg.data.push_back({fg.name + "_mean.dat", curve_dat(fd->at("cumulative_mean"), "n_ablated")});
-      curve_plot += ", '" + fg.name + "_mean.dat' using 1:2 with linespoints pt 6 title 'standard mean curve (10F)'";
-    }
-    fg.script = "set multiplot layout 1,2 title 'Harmful heads — " + m +
-                "'\nset title 'heads with ΔPPL_{zero} < 0'\nset ylabel 'ΔPPL (%)'\nset style fill solid 0.6 border -1\n"
-                "set boxwidth 0.7\nset xtics rotate by -45\nset yrange [*:0]\n" +
-                std::string(i ? "plot '" + fg.name + "_bars.dat' using 1:3:xtic(2) with boxes lc rgb '#228833' notitle\n"
-                              : "set label 'none' at graph 0.5, graph 0.5 center\nplot NaN notitle\nunset label\n") +
-                "set xtics norotate\nset autoscale y\nset title 'harmful first vs standard mean curve'\nset xlabel 'additional heads'\n"
-                "set ylabel 'PPL / baseline'\nset grid\n" + curve_plot + "\nunset multiplot\n";
-    c.emit_figure(fg);
   }
-  md += c.figure_notes();
+  exp10b_figures(c, a, cd, ed, fd, gd, hd);
+  md += figures_section(c);
   json result = c.emit_json("exp10_phase1.5_" + m, doc);
   md += provenance_md(result.at("provenance"));
   c.emit_text("exp10b_results_" + m + ".md", md, "text/markdown");

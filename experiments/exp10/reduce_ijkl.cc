@@ -36,6 +36,145 @@ json method_stats_of(const std::vector<double>& d) {
           {"n_small", small}};
 }
 
+// numpy.percentile's default (linear interpolation) of sorted values.
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return NAN;
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const size_t k = static_cast<size_t>(pos);
+  return k + 1 < sorted.size() ? sorted[k] + (pos - k) * (sorted[k + 1] - sorted[k]) : sorted[k];
+}
+
+// A box plot on an xy panel: category i at x = i, its interquartile range as
+// a band around the median line, whiskers to the minimum and maximum; the key
+// and a label above each box name the categories. Categories without values
+// are left out.
+report::Panel box_panel(std::string title, const std::vector<std::string>& cats,
+                        const std::vector<std::vector<double>>& values, report::Axis y) {
+  using S = report::Series;
+  static const char* const kBox[] = {"#4477aa", "#ee6677", "#228833", "#ccbb44", "#aa3377"};
+  std::vector<S> series;
+  std::vector<report::Label> labels;
+  for (size_t i = 0; i < cats.size(); ++i) {
+    std::vector<double> v;
+    for (double d : values[i])
+      if (std::isfinite(d)) v.push_back(d);
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    const double x = static_cast<double>(i), q1 = quantile(v, 0.25), med = quantile(v, 0.5), q3 = quantile(v, 0.75);
+    const std::string col = kBox[i % 5];
+    S box{cats[i], {x - 0.3, x + 0.3}, {med, med}, S::Style::line, {q1, q1}, {q3, q3}, col};
+    series.push_back(box);
+    series.push_back(S{"", {x, x}, {v.front(), q1}, S::Style::line, {}, {}, col});
+    series.push_back(S{"", {x, x}, {q3, v.back()}, S::Style::line, {}, {}, col});
+    labels.push_back({x - 0.3, v.back(), cats[i]});
+  }
+  report::Axis x = report::count_axis("method");
+  x.min = -0.7;
+  x.max = static_cast<double>(cats.size()) - 0.3;
+  report::Panel p = report::line_panel(std::move(title), x, std::move(y), std::move(series));
+  p.labels = std::move(labels);
+  return p;
+}
+
+// exp10i_linear_individual, exp10i_linear_vs_mean_scatter,
+// exp10j_method_comparison, exp10k_pareto_linear, exp10l_cost_tradeoff:
+// each when its parts ran.
+void exp10c_figures(Ctx& c, const json* id, const json* jd, const json* kd, const json* ld, const json* ed,
+                    const json* fd) {
+  namespace R = report;
+  using S = R::Series;
+  const std::string& m = c.label;
+  std::map<HeadId, double> mean;
+  if (ed)
+    for (const auto& r : read_head_table(*ed)) mean[r.id()] = r.delta;
+  if (id) {
+    const auto tab = linear_table(*id);
+    const std::string n = std::to_string(tab.size());
+    std::vector<R::Panel> hists, scatters;
+    for (const auto& meth : linear_methods()) {
+      std::vector<double> d;
+      S pts;
+      int better = 0;
+      for (const auto& [h, by] : tab) {
+        d.push_back(by.at(meth));
+        if (!ed) continue;
+        better += by.at(meth) < mean.at(h);
+        pts.x.push_back(mean.at(h));
+        pts.y.push_back(by.at(meth));
+      }
+      hists.push_back(R::histogram_panel(meth, d, 30, R::dppl_axis(), R::count_axis("heads")));
+      if (!ed) continue;
+      double lo = 0, hi = 0;
+      for (size_t i = 0; i < pts.x.size(); ++i) lo = std::min({lo, pts.x[i], pts.y[i]}), hi = std::max({hi, pts.x[i], pts.y[i]});
+      R::Panel p = R::scatter_panel(meth + ": Linear < Mean: " + std::to_string(better) + "/" + n,
+                                    dppl_axis("ΔPPL mean-ablation"), dppl_axis("ΔPPL linearised"),
+                                    {pts, S{"", {lo, hi}, {lo, hi}, S::Style::dashed, {}, {}, "#888888"}});
+      p.key = "off";
+      scatters.push_back(p);
+    }
+    c.emit_plot({"exp10i_linear_individual_" + m, "Single-head linearisation ΔPPL — " + m, hists, 3});
+    if (ed) c.emit_plot({"exp10i_linear_vs_mean_scatter_" + m, "Linearised vs mean-ablated ΔPPL — " + m, scatters, 3});
+  }
+  if (jd && id) {
+    // Box plot of ΔPPL per method (+ mixed, mean-abl) and the best-method map.
+    const auto tab = linear_table(*id);
+    std::map<HeadId, std::string> pick;
+    for (const auto& r : jd->at("mixed_ranking"))
+      pick[{r.at("layer").get<int>(), r.at("head").get<int>()}] = r.at("method").get<std::string>();
+    const std::vector<std::string> cats = {"relu", "l1", "identity", "mixed", "mean-abl"};
+    std::vector<std::vector<double>> vals(cats.size());
+    for (const auto& [h, by] : tab) {
+      for (size_t k = 0; k < 3; ++k) vals[k].push_back(by.at(cats[k]));
+      vals[3].push_back(by.at(pick.count(h) ? pick.at(h) : "relu"));
+      if (ed) vals[4].push_back(mean.at(h));
+    }
+    std::vector<std::vector<double>> map(std::max(0, c.n_layer - 1), std::vector<double>(c.n_head, NAN));
+    std::vector<std::string> rows;
+    for (int l = 1; l < c.n_layer; ++l) {
+      rows.push_back(std::to_string(l));
+      for (int hh = 0; hh < c.n_head; ++hh) {
+        const auto it = pick.find({l, hh});
+        if (it == pick.end()) continue;
+        const auto& ms = linear_methods();
+        map[l - 1][hh] = static_cast<double>(std::find(ms.begin(), ms.end(), it->second) - ms.begin());
+      }
+    }
+    std::vector<R::Panel> panels = {box_panel("ΔPPL by method", cats, vals, R::dppl_axis())};
+    if (!map.empty()) {
+      R::Axis z = R::count_axis("");  // the title names the codes
+      z.min = 0;
+      z.max = 2;
+      panels.push_back(R::heatmap_panel("best method per head: 0 relu, 1 l1, 2 identity", map, R::count_axis("layer"),
+                                        R::count_axis("head"), z, rows));
+    }
+    c.emit_plot({"exp10j_method_comparison_" + m, "Linearisation methods — " + m, panels});
+  }
+  if (kd) {
+    const std::string best = kd->at("best_method").get<std::string>();
+    std::vector<S> curves = {curve_series(kd->at("cumulative_best"), "n_linearized", best + " (best method)"),
+                             curve_series(kd->at("cumulative_mixed"), "n_linearized", "mixed")};
+    if (fd) curves.push_back(curve_series(fd->at("cumulative_mean"), "n_ablated", "mean-ablation (10F)"));
+    c.emit_plot({"exp10k_pareto_linear_" + m, "Cumulative linearisation — " + m,
+                 {ratio_panel("", R::count_axis("heads linearised (layers 1+)"), curves, R::Scale::log)}});
+  }
+  if (ld) {
+    std::vector<S> curves;
+    for (const char* n : {"128", "512", "1024", "2048"}) {  // numeric order (JSON keys sort as text)
+      if (!ld->at("seq_lengths").contains(n)) continue;
+      S s{std::string("n = ") + n};
+      s.style = S::Style::linespoints;
+      for (const auto& r : ld->at("seq_lengths").at(n).at("tradeoffs")) {
+        s.x.push_back(r.at("savings_kernel_pct").get<double>() / 100);  // percent axis: fractions in
+        s.y.push_back(r.at("ppl_ratio").get<double>());
+      }
+      curves.push_back(s);
+    }
+    c.emit_plot({"exp10l_cost_tradeoff_" + m, "PPL ratio vs attention FLOP savings (kernelised) — " + m,
+                 {R::line_panel("", R::Axis{"attention FLOPs saved", R::Unit::percent}, ratio_axis(R::Scale::log),
+                                curves)}});
+  }
+}
+
 }  // namespace
 
 json reduce_i(Ctx& c) {
@@ -205,47 +344,18 @@ json reduce_exp10c(Ctx& c) {
     const size_t n = tab.size();
     md += "## 10I: single-head linearisation (" + std::to_string(n) + " heads)\n\n";
     R::Table t({"method", "mean ΔPPL", "median", "max", "|Δ| < 1 %", "Δ < 0", "linear < mean-abl"}, "lrrrrrr");
-    std::string hist_plot;
-    report::Figure fh;
-    fh.name = "exp10i_linear_individual_" + m;
-    fh.width = 1400;
-    fh.height = 450;
-    report::Figure fs;
-    fs.name = "exp10i_linear_vs_mean_scatter_" + m;
-    fs.width = 1400;
-    fs.height = 450;
-    std::string hist_script = "set multiplot layout 1,3 title 'Single-head linearisation ΔPPL — " + m +
-                              "'\nset style fill solid 0.6 border -1\nset xlabel 'ΔPPL'\nset ylabel 'heads'\n";
-    std::string scat_script = "set multiplot layout 1,3 title 'Linearised vs mean-ablated ΔPPL — " + m +
-                              "'\nset xlabel 'ΔPPL mean-ablation'\nset ylabel 'ΔPPL linearised'\nset grid\n";
     for (const auto& meth : linear_methods()) {
       std::vector<double> d;
       int better = 0;
-      std::string sdat = "# layer head mean_dppl linear_dppl\n";
       for (const auto& [h, by] : tab) {
         d.push_back(by.at(meth));
-        if (ed) {
-          better += by.at(meth) < mean.at(h);
-          sdat += std::to_string(h.layer) + " " + std::to_string(h.head) + " " + num(mean.at(h)) + " " + num(by.at(meth)) + "\n";
-        }
+        if (ed) better += by.at(meth) < mean.at(h);
       }
       const json s = method_stats_of(d);
       t.row({meth, R::pct(s.at("mean").get<double>(), 2), R::pct(s.at("median").get<double>(), 2),
              R::pct(s.at("max").get<double>(), 2), std::to_string(s.at("n_small").get<int>()) + "/" + std::to_string(n),
              std::to_string(s.at("n_negative").get<int>()) + "/" + std::to_string(n),
              ed ? std::to_string(better) + "/" + std::to_string(n) : "n/a"});
-      const auto hist = analysis::histogram(d, 30);
-      std::string hdat = "# bin_center count bin_width\n";
-      for (size_t b = 0; b < hist.counts.size(); ++b)
-        hdat += num(0.5 * (hist.edges[b] + hist.edges[b + 1])) + " " + std::to_string(hist.counts[b]) + " " +
-                num(hist.edges[b + 1] - hist.edges[b]) + "\n";
-      fh.data.push_back({fh.name + "_" + meth + ".dat", hdat});
-      hist_script += "set title '" + meth + "'\nplot '" + fh.name + "_" + meth + ".dat' using 1:2:3 with boxes notitle\n";
-      if (ed) {
-        fs.data.push_back({fs.name + "_" + meth + ".dat", sdat});
-        scat_script += "set title '" + meth + ": Linear < Mean: " + std::to_string(better) + "/" + std::to_string(n) +
-                       "'\nplot '" + fs.name + "_" + meth + ".dat' using 3:4 with points pt 7 ps 0.6 notitle, x dt 2 lc rgb 'gray' notitle\n";
-      }
     }
     if (ed) {
       std::vector<double> md_l1;
@@ -258,12 +368,6 @@ json reduce_exp10c(Ctx& c) {
              R::pct(analysis::max_of(md_l1), 2), "", std::to_string(neg) + "/" + std::to_string(n), ""});
     }
     md += t.str() + "\n";
-    fh.script = hist_script + "unset multiplot\n";
-    c.emit_figure(fh);
-    if (ed) {
-      fs.script = scat_script + "unset multiplot\n";
-      c.emit_figure(fs);
-    }
   }
   if (jd) {
     md += "## 10J: method selection\n\nBest method (lowest mean ΔPPL): **" + jd->at("best_method").get<std::string>() +
@@ -276,43 +380,6 @@ json reduce_exp10c(Ctx& c) {
     md += "; mixed mean ΔPPL " + R::pct(jd->at("mixed_mean_dppl").get<double>(), 2) + "; heads whose best linear ΔPPL < " +
           "mean-ablation ΔPPL: " + (jd->at("n_better_than_mean").is_null() ? std::string("n/a") :
                                     std::to_string(jd->at("n_better_than_mean").get<int>())) + ".\n\n";
-    if (id) {
-      // Box plot of ΔPPL per method (+ mixed, mean-abl) and the best-method map.
-      report::Figure f;
-      f.name = "exp10j_method_comparison_" + m;
-      f.width = 1300;
-      f.height = 500;
-      const auto tab = linear_table(*id);
-      std::map<HeadId, std::string> pick;
-      for (const auto& r : jd->at("mixed_ranking"))
-        pick[{r.at("layer").get<int>(), r.at("head").get<int>()}] = r.at("method").get<std::string>();
-      std::string box = "# column per series: relu l1 identity mixed mean_abl (ΔPPL)\n";
-      for (const auto& [h, by] : tab) {
-        box += num(by.at("relu")) + " " + num(by.at("l1")) + " " + num(by.at("identity")) + " " +
-               num(by.at(pick.count(h) ? pick.at(h) : "relu")) + " " + (ed ? num(mean.at(h)) : "NaN") + "\n";
-      }
-      std::string map = "# head layer method_index (0 relu, 1 l1, 2 identity)\n";
-      for (int l = 1; l < c.n_layer; ++l)
-        for (int hh = 0; hh < c.n_head; ++hh) {
-          const std::string& p = pick[{l, hh}];
-          map += std::to_string(hh) + " " + std::to_string(l) + " " + (p == "relu" ? "0" : p == "l1" ? "1" : "2") + "\n";
-        }
-      f.data = {{f.name + "_box.dat", box}, {f.name + "_map.dat", map}};
-      f.script = "set multiplot layout 1,2 title 'Linearisation methods — " + m +
-                 "'\nset title 'ΔPPL by method'\nset style fill solid 0.4 border -1\nset style boxplot nooutliers\n"
-                 "set xtics ('relu' 1, 'l1' 2, 'identity' 3, 'mixed' 4, 'mean-abl' 5)\nset ylabel 'ΔPPL'\nset grid ytics\n"
-                 "plot for [i=1:5] '" + f.name + "_box.dat' using (i):i with boxplot notitle\n"
-                 "unset grid\nset title 'best method per head'\nset xlabel 'head'\nset ylabel 'layer'\n"
-                 "set xrange [-0.5:" + std::to_string(c.n_head) + "-0.5]\nset yrange [" + std::to_string(c.n_layer) +
-                 "-0.5:0.5]\nset xtics 1\nset ytics 1\n"
-                 "set style fill solid 1.0\nset cbrange [-0.5:2.5]\n"
-                 "set palette defined (-0.5 '#4477aa', 0.5 '#4477aa', 0.5 '#ee6677', 1.5 '#ee6677', "
-                 "1.5 '#228833', 2.5 '#228833')\n"
-                 "set cbtics ('relu' 0, 'l1' 1, 'identity' 2)\n"
-                 "plot '" + f.name + "_map.dat' using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder "
-                 "lc palette notitle\nunset multiplot\n";
-      c.emit_figure(f);
-    }
   }
   if (kd) {
     const json& best = kd->at("cumulative_best");
@@ -334,28 +401,11 @@ json reduce_exp10c(Ctx& c) {
               std::to_string(kd->at("thresholds_mixed").at(k).get<int>()),
               fd ? std::to_string(fthr.at(k).get<int>()) : "n/a"});
     md += th.str() + "\n";
-    report::Figure f;
-    f.name = "exp10k_pareto_linear_" + m;
-    f.data = {{f.name + "_best.dat", curve_dat(best, "n_linearized")}, {f.name + "_mixed.dat", curve_dat(mixed, "n_linearized")}};
-    std::string plot = "plot '" + f.name + "_best.dat' using 1:2 with linespoints pt 7 title '" +
-                       kd->at("best_method").get<std::string>() + " (best method)', '" + f.name +
-                       "_mixed.dat' using 1:2 with linespoints pt 5 title 'mixed'";
-    if (fd) {
-      f.data.push_back({f.name + "_mean.dat", curve_dat(fd->at("cumulative_mean"), "n_ablated")});
-      plot += ", '" + f.name + "_mean.dat' using 1:2 with linespoints pt 6 title 'mean-ablation (10F)'";
-    }
-    f.script = "set title 'Cumulative linearisation — " + m +
-               "'\nset xlabel 'heads linearised (layers 1+)'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\n" + plot +
-               ", 1.1 dt 2 lc rgb 'gray' notitle, 1.5 dt 2 lc rgb 'gray' notitle, 2.0 dt 2 lc rgb 'gray' notitle\n";
-    c.emit_figure(f);
   }
   if (ld) {
     md += "## 10L: cost model (FLOPs per head per forward, d = " +
           std::to_string(ld->at("model_config").at("d_head").get<int>()) + ")\n\n";
     R::Table t({"n", "softmax", "linear", "kernelised", "saving linear (all heads)", "saving kernel (all heads)"}, "rrrrrr");
-    report::Figure f;
-    f.name = "exp10l_cost_tradeoff_" + m;
-    std::string plot;
     for (const char* nc : {"128", "512", "1024", "2048"}) {  // numeric order (JSON keys sort as text)
       const std::string n = nc;
       if (!ld->at("seq_lengths").contains(n)) continue;
@@ -364,13 +414,6 @@ json reduce_exp10c(Ctx& c) {
                    ker = s.at("flops_per_head_kernel").get<double>();
       t.row({n, R::fixed(soft / 1e6, 2) + " M", R::fixed(lin / 1e6, 2) + " M", R::fixed(ker / 1e6, 2) + " M",
              R::fixed(100 * (1 - lin / soft), 1) + " %", R::fixed(100 * (1 - ker / soft), 1) + " %"});
-      std::string dat = "# savings_kernel_pct ppl_ratio n_linearized savings_linear_pct\n";
-      for (const auto& r : s.at("tradeoffs"))
-        dat += num(r.at("savings_kernel_pct").get<double>()) + " " + num(r.at("ppl_ratio").get<double>()) + " " +
-               std::to_string(r.at("n_linearized").get<int>()) + " " + num(r.at("savings_linear_pct").get<double>()) + "\n";
-      f.data.push_back({f.name + "_n" + n + ".dat", dat});
-      plot += (plot.empty() ? "plot " : ", ") + report::gp_quote(f.name + "_n" + n + ".dat") +
-              " using 1:2 with linespoints pt 7 ps 0.6 title 'n = " + n + "'";
     }
     md += t.str() + "\n";
     if (ld->at("seq_lengths").contains("1024")) {
@@ -382,12 +425,9 @@ json reduce_exp10c(Ctx& c) {
                 R::fixed(r.at("savings_linear_pct").get<double>(), 2) + " %"});
       md += tt.str() + "\n";
     }
-    f.script = "set title 'PPL ratio vs attention FLOP savings (kernelised) — " + m +
-               "'\nset xlabel 'attention FLOPs saved (%)'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\nset key left top\n" +
-               plot + "\n";
-    c.emit_figure(f);
   }
-  md += c.figure_notes();
+  exp10c_figures(c, id, jd, kd, ld, ed, fd);
+  md += figures_section(c);
   json result = {{"model", c.param("model")}, {"report", "exp10c_results_" + m + ".md"}};
   result["provenance"] = c.provenance();
   md += provenance_md(result.at("provenance"));

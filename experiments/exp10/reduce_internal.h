@@ -11,7 +11,7 @@
 #include "exp10/common.h"
 #include "exp10/orders.h"
 #include "exp10/reduce.h"
-#include "report/gnuplot.h"
+#include "report/figure.h"
 
 namespace spt::exp10::detail {
 
@@ -56,10 +56,22 @@ json cumulative_rows(const std::map<int, double>& ppl_by_n, double base_for_rati
                      const char* n_key);
 // {"1.1": n*, "1.5": n*, "2.0": n*} by the §2.7 rule over rows' "ratio".
 json thresholds_of(const json& rows, const char* n_key);
-// Rows as "n ratio ppl" lines for gnuplot.
-std::string curve_dat(const json& rows, const char* n_key);
-// A number for gnuplot data files ("%.10g"; NaN as "NaN").
-std::string num(double v);
+// ---- figures (report/figure.h): every exp10 figure shows ΔPPL on
+// report::dppl_axis() (fractions in, "ΔPPL (%)" out); ratios stay ratios.
+// ΔPPL axis titled `label` ("ΔPPL zero-ablation", "|ΔPPL|").
+report::Axis dppl_axis(const std::string& label, report::Scale s = report::Scale::linear);
+// The PPL-ratio axis, "PPL / baseline".
+report::Axis ratio_axis(report::Scale s = report::Scale::linear);
+// A cumulative table as a series: x = row[n_key], y = row[y_key].
+report::Series curve_series(const json& rows, const char* n_key, std::string label, const char* y_key = "ratio");
+// Ratio curves vs a step axis, with dashed lines at the thresholds 1.1, 1.5, 2.0.
+report::Panel ratio_panel(std::string title, report::Axis x, std::vector<report::Series> curves,
+                          report::Scale s = report::Scale::linear);
+// Colour i of n along a sequential scale (dark blue → yellow), "#rrggbb":
+// series coloured by layer.
+std::string layer_color(int i, int n);
+// "## Figures" and every figure emitted so far (Reduce::figures_md).
+std::string figures_section(const Ctx& c);
 // Markdown section listing the provenance of a document.
 std::string provenance_md(const json& prov);
 // "the WikiText-2 validation split" when every worker read wiki.valid.raw,

@@ -9,6 +9,32 @@
 
 namespace spt::exp10::detail {
 
+namespace {
+
+// exp10v_validation_comparison (top heads' ΔPPL, 2K vs full split) and
+// exp10v_pareto_validated (cumulative ReLU ratio, 2K vs full split).
+void v_figures(Ctx& c, const json& v2, const json& v4, const json& k2k) {
+  namespace R = report;
+  using S = R::Series;
+  const std::string& m = c.label;
+  std::vector<std::string> heads;
+  S d2k{"2K"}, dfull{"full"};
+  for (const auto& r : v2) {
+    heads.push_back(head_name(r.at("layer").get<int>(), r.at("head").get<int>()));
+    d2k.y.push_back(r.at("delta_ppl_2k").get<double>());
+    dfull.y.push_back(r.at("delta_ppl_full").get<double>());
+  }
+  c.emit_plot({"exp10v_validation_comparison_" + m, "Top heads: ΔPPL on 2K tokens vs the full validation split — " + m,
+               {R::bar_panel("", heads, {d2k, dfull}, dppl_axis("ΔPPL (zero-ablation)"), "head (2K rank order)")}});
+  c.emit_plot({"exp10v_pareto_validated_" + m, "Cumulative ReLU linearisation: 2K vs full split — " + m,
+               {ratio_panel("", R::count_axis("heads linearised"),
+                            {curve_series(k2k, "n_linearized", "2K (exp10k)"),
+                             curve_series(v4, "n_linearized", "full split")},
+                            R::Scale::log)}});
+}
+
+}  // namespace
+
 json reduce_v(Ctx& c) {
   namespace R = report;
   const json& a = c.input("a/reduce");
@@ -137,32 +163,7 @@ json reduce_v(Ctx& c) {
                                  {"thresholds_full", thr_full},
                                  {"thresholds_2k", thr_2k}}}};
 
-  // Figures.
-  {
-    std::string dat = "# rank head delta_2k delta_full\n";
-    for (const auto& r : v2)
-      dat += std::to_string(r.at("rank_2k").get<int>()) + " " + head_name(r.at("layer").get<int>(), r.at("head").get<int>()) +
-             " " + num(r.at("delta_ppl_2k").get<double>()) + " " + num(r.at("delta_ppl_full").get<double>()) + "\n";
-    report::Figure f;
-    f.name = "exp10v_validation_comparison_" + m;
-    f.data = {{f.name + ".dat", dat}};
-    f.script = "set title 'Top heads: ΔPPL on 2K tokens vs the full validation split — " + m +
-               "'\nset style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.6 border -1\n"
-               "set ylabel 'ΔPPL (zero-ablation)'\nset xtics rotate by -45\nset grid ytics\n"
-               "plot '" + f.name + ".dat' using 3:xtic(2) title '2K', '' using 4 title 'full'\n";
-    c.emit_figure(f);
-  }
-  {
-    report::Figure f;
-    f.name = "exp10v_pareto_validated_" + m;
-    f.data = {{f.name + "_full.dat", curve_dat(v4, "n_linearized")}, {f.name + "_2k.dat", curve_dat(k2k, "n_linearized")}};
-    f.script = "set title 'Cumulative ReLU linearisation: 2K vs full split — " + m +
-               "'\nset xlabel 'heads linearised'\nset ylabel 'PPL / baseline'\nset logscale y\nset grid\n"
-               "plot '" + f.name + "_2k.dat' using 1:2 with linespoints pt 6 title '2K (exp10k)', '" + f.name +
-               "_full.dat' using 1:2 with linespoints pt 7 title 'full split', 1.1 dt 2 lc rgb 'gray' notitle, "
-               "1.5 dt 2 lc rgb 'gray' notitle, 2.0 dt 2 lc rgb 'gray' notitle\n";
-    c.emit_figure(f);
-  }
+  v_figures(c, v2, v4, k2k);
 
   std::string md = "# exp10d: validation on the full split (V1–V5) — " + m + "\n\n";
   md += "## V1: baseline\n\n" + std::to_string(base.n_chunks) + " chunks, " + R::count(base.total_tokens) +
@@ -201,10 +202,12 @@ json reduce_v(Ctx& c) {
       th.row({std::string(t2) + "×", std::to_string(thr_2k.at(t2).get<int>()), std::to_string(thr_full.at(t2).get<int>())});
     md += th.str() + "\n";
   }
-  const std::string bias_en = bias == "過大推定" ? "over-estimate" : (bias == "過小推定" ? "under-estimate" : "roughly equal");
-  md += "## V5: summary\n\nMean difference over comparable rows: " + R::fixed(mean_diff, 1) + " % — bias: " + bias + " (" +
-        bias_en + "). Conclusions maintained (every threshold within 10 heads): **" + (maintained ? "YES" : "NO") + "**\n\n";
-  md += c.figure_notes();
+  // bias_direction keeps the original's (Japanese) value in the JSON; the
+  // report says it in English.
+  const std::string bias_en = mean_diff > 5 ? "over-estimate" : (mean_diff < -5 ? "under-estimate" : "roughly equal");
+  md += "## V5: summary\n\nMean difference over comparable rows: " + R::fixed(mean_diff, 1) + " % — bias: " + bias_en +
+        ". Conclusions maintained (every threshold within 10 heads): **" + (maintained ? "YES" : "NO") + "**\n\n";
+  md += figures_section(c);
   json result = c.emit_json("exp10v_validation_" + m, doc);
   md += provenance_md(result.at("provenance"));
   c.emit_text("exp10d_results_" + m + ".md", md, "text/markdown");

@@ -18,9 +18,52 @@
 
 #include "checkpoint.h"
 #include "forward.h"
+#include "precision.h"
 #include "weights.h"
 
 namespace spt::gpt2 {
+
+// ---- TF32 settings per forward (precision.h) --------------------------------
+namespace {
+const char* precision_name(at::Float32MatmulPrecision p) {
+  switch (p) {
+    case at::Float32MatmulPrecision::HIGHEST: return "highest";
+    case at::Float32MatmulPrecision::HIGH: return "high";
+    default: return "medium";
+  }
+}
+}  // namespace
+
+MatmulFlags matmul_flags() {
+  auto& ctx = at::globalContext();
+  return {ctx.allowTF32CuBLAS(), ctx.allowTF32CuDNN(), precision_name(ctx.float32MatmulPrecision())};
+}
+
+MatmulFlags matmul_flags_for(Precision p) {
+  // fp32 means true fp32 matmuls (no TF32), as the original work insisted
+  // (spec §1.6); bf16 keeps its fp32 parts (LayerNorm, softmax, loss) fp32.
+  const bool tf32 = p == Precision::tf32;
+  return {tf32, tf32, tf32 ? "high" : "highest"};
+}
+
+PrecisionScope::PrecisionScope(Precision p) {
+  auto& ctx = at::globalContext();
+  cudnn_ = ctx.allowTF32CuDNN();
+  matmul_ = precision_name(ctx.float32MatmulPrecision());
+  const MatmulFlags f = matmul_flags_for(p);
+  ctx.setAllowTF32CuBLAS(f.tf32_cublas);
+  ctx.setAllowTF32CuDNN(f.tf32_cudnn);
+  ctx.setFloat32MatmulPrecision(f.float32_matmul_precision);
+}
+
+PrecisionScope::~PrecisionScope() {
+  // cuBLAS TF32 is the matmul precision seen as a bool (LibTorch keeps one
+  // field for both): restoring the precision restores it.
+  auto& ctx = at::globalContext();
+  ctx.setAllowTF32CuDNN(cudnn_);
+  ctx.setFloat32MatmulPrecision(matmul_);
+}
+
 namespace {
 
 at::Device parse_device(const std::string& s) {
@@ -47,15 +90,6 @@ at::Device parse_device(const std::string& s) {
   throw std::invalid_argument("unknown device '" + s + "' (expected cpu, cuda, cuda:N or mps)");
 }
 
-void set_precision_flags(Precision p) {
-  // Global LibTorch state: the last model loaded decides. fp32 means true
-  // fp32 matmuls (no TF32), as the original work insisted (spec §1.6).
-  const bool tf32 = p == Precision::tf32;
-  at::globalContext().setAllowTF32CuBLAS(tf32);
-  at::globalContext().setAllowTF32CuDNN(tf32);
-  at::globalContext().setFloat32MatmulPrecision(tf32 ? "high" : "highest");
-}
-
 int64_t default_budget_bytes(const at::Device& dev) {
   if (const char* e = std::getenv("SPT_MEMORY_BUDGET_MB")) {
     const long long mb = std::atoll(e);
@@ -78,6 +112,7 @@ class Gpt2Model final : public Model {
   const ModelInfo& info() const override { return info_; }
   const LoadOptions& options() const override { return opt_; }
   const Weights& weights() const { return w_; }
+  const MatmulFlags& last_flags() const { return last_flags_; }
   at::Device device() const { return dev_; }
 
   NllSum nll(const Chunks& chunks, const Variant& v) override { return nll_many(chunks, {v})[0]; }
@@ -89,6 +124,8 @@ class Gpt2Model final : public Model {
     std::vector<NllSum> out(vs.size());
     if (vs.empty()) return out;
     at::NoGradGuard no_grad;
+    const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    last_flags_ = matmul_flags();
 
     // Variants by where they first leave the clean model: key 2·m + 1 when
     // block m's first change is at hook_z (its attention up to z is clean
@@ -150,6 +187,8 @@ class Gpt2Model final : public Model {
     const Config& c = info_.config;
     check_chunks(chunks);
     at::NoGradGuard no_grad;
+    const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    last_flags_ = matmul_flags();
     at::Tensor sums = at::zeros({c.n_layer, c.n_head, c.d_head}, at::kDouble);
     int64_t count = 0;
     std::vector<Hook> hooks;
@@ -187,6 +226,8 @@ class Gpt2Model final : public Model {
     for (const auto& h : o.hooks)
       if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
     at::NoGradGuard no_grad;
+    const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    last_flags_ = matmul_flags();
     RunResult r;
     HookSet hs;
     hs.hooks = &o.hooks;
@@ -212,6 +253,8 @@ class Gpt2Model final : public Model {
     for (const auto& h : hooks)
       if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
     at::NoGradGuard no_grad;
+    const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    last_flags_ = matmul_flags();
     NllSum out;
     for (const auto& batch : batches(chunks)) {
       const at::Tensor tokens = to_tokens(chunks, batch);
@@ -311,6 +354,7 @@ class Gpt2Model final : public Model {
   Weights w_;
   Forward fwd_;
   int64_t budget_ = 0;
+  MatmulFlags last_flags_;
 };
 
 Gpt2Model& impl(Model& m) {
@@ -376,7 +420,6 @@ std::unique_ptr<Model> load_model(const std::string& name_or_path, const LoadOpt
   if (dev.is_cpu()) tune_cpu_runtime();
   if (opt.precision == Precision::bf16 && dev.is_mps() && TORCH_VERSION_MAJOR < 2)
     throw std::invalid_argument("bf16 on mps needs LibTorch 2.x");
-  set_precision_flags(opt.precision);
   const std::string dir = resolve_model_dir(name_or_path);
   const Checkpoint ck = Checkpoint::open(dir, name_or_path);
   at::NoGradGuard no_grad;
@@ -399,6 +442,8 @@ NllSum nll_with_hooks(Model& m, const Chunks& chunks, const std::vector<Hook>& h
 }
 
 const Weights& weights(const Model& m) { return impl(m).weights(); }
+
+MatmulFlags last_forward_flags(const Model& m) { return impl(m).last_flags(); }
 
 std::unique_ptr<Model> with_weights(const Model& m, const Weights& w) {
   const Gpt2Model& g = impl(m);

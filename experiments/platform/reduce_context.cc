@@ -112,18 +112,26 @@ void Reduce::emit_text(const std::string& name, const std::string& text, const s
   out.files.push_back({name, path, media_type});
 }
 
-void Reduce::emit_figure(const report::Figure& fig) {
-  const auto r = report::render(fig, rc.out_dir);
+std::string Reduce::emit_plot(const report::Plot& plot) {
+  const auto r = report::render_plot(plot, rc.out_dir);
   for (const auto& f : r.files) out.files.push_back(f);
-  figures_.push_back(fig.name);
-  if (!r.png) out.notes.push_back(fig.name + ": " + r.note);
+  // render_plot says why an image is missing in its last note.
+  const bool missing = !r.png || !r.svg;
+  for (size_t i = 0; i < r.notes.size(); ++i)
+    (missing && i + 1 == r.notes.size() ? out.notes : drawing_notes_).push_back(plot.name + ": " + r.notes[i]);
+  images_.push_back({plot.name, plot.title.empty() ? plot.name : plot.title, r.png});
+  return plot.name + ".png";
 }
 
-std::string Reduce::figure_notes() const {
-  std::string s = "## Figures\n\n";
-  for (const auto& f : figures_) s += "- `" + f + ".png` (data and gnuplot script alongside: `" + f + ".gp`)\n";
+std::string Reduce::figures_md() const {
+  std::string s;
+  for (const auto& im : images_)
+    s += im.png ? report::image_md(im.name + ".png", im.title) + "\n\n"
+                : "`" + im.name + ".png` not rendered (data and gnuplot script alongside: `" + im.name + ".gp`)\n\n";
   for (const auto& n : out.notes) s += "- note: " + n + "\n";
-  return s + "\n";
+  for (const auto& n : drawing_notes_) s += "- note: " + n + "\n";
+  if (!out.notes.empty() || !drawing_notes_.empty()) s += "\n";
+  return s;
 }
 
 namespace {

@@ -3,7 +3,8 @@
 //   ReduceContext  what the worker gives a reduce (output folder, device, …)
 //   ReduceOutput   what a reduce hands back (result, files, notes)
 //   Reduce         one reduce job: inputs by name or prefix, params,
-//                  provenance merged from the inputs, emit_json/text/figure
+//                  provenance merged from the inputs, emit_json/text/plot,
+//                  the markdown embedding its figures
 //   make_reduce_executor  the Executor running a family's reduce function
 //
 // Input names are relative to the job's scope (params.scope, "" unless a
@@ -22,7 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "report/gnuplot.h"
+#include "report/figure.h"
 #include "spt/job.h"
 
 namespace spt::platform {
@@ -40,7 +41,7 @@ struct ReduceContext {
 struct ReduceOutput {
   nlohmann::json result;
   std::vector<report::File> files;
-  std::vector<std::string> notes;  // e.g. "figures not rendered: …"
+  std::vector<std::string> notes;  // problems, e.g. "NAME: NAME.png and NAME.svg not drawn: …"
 };
 
 // The result of the input `name` (relative to the job's scope); nullptr
@@ -76,12 +77,25 @@ class Reduce {
   // with provenance so it can be the job's result.
   nlohmann::json emit_json(const std::string& name, nlohmann::json doc);
   void emit_text(const std::string& name, const std::string& text, const std::string& media_type);
-  void emit_figure(const report::Figure& fig);
-  // Markdown lines naming the figures and any rendering notes.
-  std::string figure_notes() const;
+  // Renders `plot` (report/figure.h) into rc.out_dir and records its files
+  // (.dat, .gp, .png and .svg when drawn); returns the PNG's name for the
+  // report. Its notes, prefixed "NAME: ": why an image is missing goes to
+  // out.notes (a problem); the drawing policies that applied (log axis drawn
+  // linear, values not drawn, …) are kept for figures_md().
+  std::string emit_plot(const report::Plot& plot);
+  // Markdown for every plot emitted so far, in order: the PNG embedded
+  // (alt text = the plot's title, else its name), or, where it was not
+  // rendered, its name and its script; then the notes, one list item each.
+  // "" when nothing was emitted.
+  std::string figures_md() const;
 
  private:
-  std::vector<std::string> figures_;
+  struct Image {
+    std::string name, title;
+    bool png = false;
+  };
+  std::vector<Image> images_;
+  std::vector<std::string> drawing_notes_;
 };
 
 using ReduceFn = std::function<ReduceOutput(const JobSpec&, const ReduceContext&)>;

@@ -1,14 +1,8 @@
 #pragma once
-// Figures through the gnuplot binary (terminal pngcairo). Every figure is
-// written as three kinds of file side by side in one folder, so a researcher
-// can restyle it by editing the script and re-running `gnuplot NAME.gp`
-// there: the data file(s), NAME.gp, and NAME.png (if gnuplot could run).
-//
-// The gnuplot binary is $SPT_GNUPLOT if set, else `gnuplot` on $PATH. When
-// it is missing or fails, render() still writes data and script, and says
-// why the PNG is absent; it never throws for that reason.
+// The gnuplot binary and the pieces the figure library (figure.h) shares:
+// the File record of what a reduce writes, finding and running gnuplot,
+// quoting. The binary is $SPT_GNUPLOT if set, else `gnuplot` on $PATH.
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace spt::report {
@@ -19,27 +13,8 @@ struct File {
   std::string media_type;  // "image/png", "text/plain", ...
 };
 
-struct Figure {
-  std::string name;   // base name, e.g. "exp10b_heatmap_gpt2"
-  int width = 1000, height = 700;
-  // The plotting commands. render() prepends the terminal and output lines;
-  // data files are referred to by their bare names.
-  std::string script;
-  std::vector<std::pair<std::string, std::string>> data;  // file name → contents
-};
-
-struct Rendered {
-  std::vector<File> files;  // data files, the .gp, and the .png when rendered
-  bool png = false;
-  std::string note;         // why the PNG is missing, if it is
-};
-
 // Path of a runnable gnuplot, or "" if none.
 std::string find_gnuplot();
-
-// Writes the figure's files into `dir` (created if needed) and renders it.
-// Hand-written scripts; new figures use figure.h (PNG + SVG, shared style).
-Rendered render(const Figure& fig, const std::string& dir);
 
 // Runs `gnuplot SCRIPT` with `dir` as working directory. Returns "" when
 // gnuplot exited 0, else why not (not found; exit status and the tail of its

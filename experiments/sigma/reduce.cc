@@ -20,20 +20,6 @@ Ctx::Ctx(const JobSpec& j, const platform::ReduceContext& r) : platform::Reduce(
   n_layer = static_cast<int>(param_int("n_layer", 0));
 }
 
-std::string Ctx::emit_plot(const report::Plot& p) {
-  const auto r = report::render_plot(p, rc.out_dir);
-  for (const auto& f : r.files) out.files.push_back(f);
-  for (const auto& n : r.notes) out.notes.push_back(p.name + ": " + n);
-  images_.emplace_back(p.name + ".png", p.title.empty() ? p.name : p.title);
-  return p.name + ".png";
-}
-
-std::string Ctx::figures_md() const {
-  std::string s;
-  for (const auto& [png, title] : images_) s += report::image_md(png, title) + "\n\n";
-  return s;
-}
-
 std::vector<double> dvec(const json& j, const std::string& key, const std::string& from) {
   if (!j.is_object() || !j.contains(key) || !j.at(key).is_array())
     throw std::runtime_error(from + " has no array '" + key + "'");

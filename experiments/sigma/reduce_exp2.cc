@@ -151,11 +151,13 @@ void collapse_figure(Ctx& c, const std::string& word, const json& resp) {
   std::vector<double> l;
   for (size_t i = 0; i < mean.size(); ++i) l.push_back(static_cast<double>(i));
   std::vector<report::Series> left, right;
-  for (auto it = resp.at("f_curves").begin(); it != resp.at("f_curves").end(); ++it) {
-    const auto f = it->get<std::vector<double>>();
+  for (const auto& cond : resp.at("labels")) {  // condition order, not key order
+    const std::string key = cond.get<std::string>();
+    if (!resp.at("f_curves").contains(key)) continue;  // |h| <= 0.05: not a curve
+    const auto f = resp.at("f_curves").at(key).get<std::vector<double>>();
     std::vector<double> d;
     for (size_t i = 0; i < f.size(); ++i) d.push_back(f[i] - mean[i]);
-    const std::string lab = it.key() + " (h = " + report::fixed(resp.at("h_values").at(it.key()), 2) + ")";
+    const std::string lab = key + " (h = " + report::fixed(resp.at("h_values").at(key), 2) + ")";
     left.push_back({lab, l, f, report::Series::Style::linespoints});
     right.push_back({lab, l, d, report::Series::Style::linespoints});
   }

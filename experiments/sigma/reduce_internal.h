@@ -23,15 +23,7 @@ class Ctx : public platform::Reduce {
   std::string label;  // params.label: the model's file-name label
   std::string model;  // params.model
   int n_layer = 0;
-
-  // Renders into the output folder and records the files; returns the PNG's
-  // name for the report. Notes go to out.notes.
-  std::string emit_plot(const report::Plot& p);
-  // Markdown embedding every figure emitted so far, in order.
-  std::string figures_md() const;
-
- private:
-  std::vector<std::pair<std::string, std::string>> images_;  // png name, title
+  // Figures: platform::Reduce::emit_plot / figures_md.
 };
 
 // A double vector field; throws naming the input and the key.

@@ -18,6 +18,7 @@
 #include "exp10/variants.h"
 #include "report/gnuplot.h"
 #include "report/markdown.h"
+#include "sigma/executors.h"
 #include "spt/gpt2.h"
 #include "spt/util.h"
 #include "testmodel.h"
@@ -69,6 +70,7 @@ class Exp10Exec : public ::testing::Test {
 
   void SetUp() override {
     register_executors(reg_);
+    spt::sigma::register_executors(reg_);  // 10D's exp3 + exp3ef sub-graph
     ctx_.device = "cpu";
     ctx_.threads = 2;
     ctx_.worker_name = "test-worker";
@@ -184,7 +186,13 @@ TEST_F(Exp10Exec, ChainAbcdMatchesDirectComputation) {
   ASSERT_FALSE(md.empty());
   EXPECT_NE(md.find("**Baseline PPL: " + report::fixed(a.at("baseline_ppl").get<double>(), 2) + "**"), std::string::npos);
   EXPECT_NE(md.find("| 1 | " + head_name(want_rank[0].id()) + " |"), std::string::npos) << md;
-  EXPECT_NE(md.find("skipped: no exp3ef result for this model"), std::string::npos);
+  // 10D reads this model's exp3ef from the same graph; 2 layer means are too
+  // few for a correlation (Exp3efCorrelationOnAThreeLayerModel has one).
+  EXPECT_EQ(r.at("exp10d").at("g_source"), "exp3ef/tiny-gpt2");
+  EXPECT_EQ(run.results.at("exp3ef/tiny-gpt2").at("g_mean").size(), static_cast<size_t>(kLayers + 1));
+  EXPECT_TRUE(r.at("exp10d").at("g_correlation").is_null());
+  EXPECT_NE(md.find("Correlation with g(l/L): skipped: a correlation needs at least 3 layers"), std::string::npos)
+      << md;
   // Provenance carried from the PPL jobs into the reduce results.
   const json& prov = r.at("provenance");
   EXPECT_EQ(prov.at("model_sha256"), direct_->info().sha256);
@@ -200,8 +208,9 @@ TEST_F(Exp10Exec, ChainAbcdMatchesDirectComputation) {
 }
 
 TEST_F(Exp10Exec, FusedMatchesUnfused) {
-  const auto fused = run_plan_in_process(make("a"), reg_, ctx_);
-  const auto plain = run_plan_in_process(make("a", {{"fuse", "0"}}), reg_, ctx_);
+  // exp3ef=none: PPL paths only (10D's correlation is ChainAbcd's).
+  const auto fused = run_plan_in_process(make("a", {{"exp3ef", "none"}}), reg_, ctx_);
+  const auto plain = run_plan_in_process(make("a", {{"fuse", "0"}, {"exp3ef", "none"}}), reg_, ctx_);
   const double bf = result_ppl(fused.results.at("a/baseline")), bu = result_ppl(plain.results.at("a/baseline"));
   EXPECT_NEAR(bf / bu, 1.0, 1e-6);
   bool any_fused = false;
@@ -219,7 +228,7 @@ TEST_F(Exp10Exec, FusedMatchesUnfused) {
 }
 
 TEST_F(Exp10Exec, MeansMatchHeadZSums) {
-  const auto run = run_plan_in_process(make("e"), reg_, ctx_);
+  const auto run = run_plan_in_process(make("e", {{"exp3ef", "none"}}), reg_, ctx_);
   const HeadMeans m = means_from_json(run.results.at("means/v2k"));
   const auto sums = direct_->head_z_sums(*v2k_);
   const auto& cfg = direct_->info().config;
@@ -338,6 +347,41 @@ TEST_F(Exp10Exec, AllPartsRunAndAgreeWithTheEngine) {
       EXPECT_TRUE(files.count(f)) << f;
   for (const auto& [name, r] : R)
     if (r.contains("report_notes")) EXPECT_TRUE(r.at("report_notes").empty()) << name << ": " << r.at("report_notes");
+}
+
+// 10D's correlation with g(l/L) on a 3-layer model: exp3 + exp3ef run in the
+// same graph as part A, and the report's numbers follow from both results.
+TEST_F(Exp10Exec, Exp3efCorrelationOnAThreeLayerModel) {
+  const std::string dir = (*dir_ / "tiny3-gpt2").string();
+  gpt2::TestModelSpec spec;
+  spec.n_layer = 3;
+  spec.n_head = 2;
+  spec.d_model = 64;
+  spec.n_ctx = 128;
+  spec.seed = 5;
+  spec.std = 0.08f;
+  gpt2::write_test_model(dir, spec);
+  const auto plan = plan::make_plan({"exp10", "a",
+                                     {{"model", dir},
+                                      {"n_layer", "3"},
+                                      {"n_head", "2"},
+                                      {"dataset", data_file()},
+                                      {"max_tokens", std::to_string(kMaxTokens)},
+                                      {"chunk_len", std::to_string(kChunk)}}});
+  const auto run = run_plan_in_process(plan, reg_, ctx_);
+  const json& d = run.results.at("exp10/report").at("exp10d");
+  const json& ef = run.results.at("exp3ef/tiny3-gpt2");
+  EXPECT_EQ(d.at("g_source"), "exp3ef/tiny3-gpt2");
+  const json& gc = d.at("g_correlation");
+  ASSERT_TRUE(gc.is_object()) << d.dump();
+  EXPECT_FALSE(d.contains("g_correlation_note")) << d.dump();
+  EXPECT_TRUE(std::isfinite(gc.at("corr_pearson").get<double>())) << gc.dump();
+  EXPECT_TRUE(std::isfinite(gc.at("corr_spearman").get<double>())) << gc.dump();
+  const auto gm = ef.at("g_mean").get<std::vector<double>>(), ln = ef.at("l_norm").get<std::vector<double>>();
+  ASSERT_EQ(gm.size(), 4u);
+  ASSERT_EQ(gc.at("dg_dl").size(), 3u);
+  for (size_t l = 0; l < 3; ++l)
+    EXPECT_NEAR(gc.at("dg_dl")[l].get<double>(), (gm[l + 1] - gm[l]) / (ln[l + 1] - ln[l]), 1e-6) << l;
 }
 
 TEST_F(Exp10Exec, BadInputsFailCleanly) {

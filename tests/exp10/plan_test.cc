@@ -6,6 +6,7 @@
 #include <set>
 
 #include "exp10/common.h"
+#include "sigma/common.h"
 #include "spt/plan.h"
 
 namespace spt::plan {
@@ -25,6 +26,10 @@ int count_prefix(const Plan& p, const std::string& prefix) {
   return static_cast<int>(std::count_if(p.jobs.begin(), p.jobs.end(),
                                         [&](const JobSpec& j) { return j.name.rfind(prefix, 0) == 0; }));
 }
+
+// σ family jobs (the exp3 + exp3ef sub-graph 10D reads g(l/L) from).
+bool is_sigma(const JobSpec& j) { return j.kind.rfind("sigma.", 0) == 0; }
+int count_sigma(const Plan& p) { return static_cast<int>(std::count_if(p.jobs.begin(), p.jobs.end(), is_sigma)); }
 
 TEST(Exp10Steps, PublishedListsForGpt2) {
   using spt::exp10::step_list;
@@ -53,9 +58,16 @@ TEST(Exp10Plan, DefaultIsAbcdForGpt2) {
   EXPECT_EQ(count_prefix(p, "a/head/"), 144);
   EXPECT_EQ(count_prefix(p, "c/step/"), 20);
   ASSERT_TRUE(m.count("a/baseline") && m.count("a/reduce") && m.count("c/reduce") && m.count("exp10/report"));
-  EXPECT_EQ(p.jobs.size(), 1u + 144 + 1 + 20 + 1 + 1);
+  // 168 exp10 jobs plus the σ sub-graph (exp3 + exp3ef of gpt2) for 10D.
+  ASSERT_TRUE(m.count("exp3ef/gpt2") && m.count("exp3/gpt2"));
+  // 4 gradient words × (direction + 20 profiles + regression) + exp3 + exp3ef.
+  EXPECT_EQ(count_sigma(p), 4 * (1 + 20 + 1) + 2);
+  EXPECT_EQ(p.jobs.size(), 1u + 144 + 1 + 20 + 1 + 1 + count_sigma(p));
+  EXPECT_EQ(m.at("exp10/report")->deps, (std::vector<std::string>{"a/reduce", "c/reduce", "exp3ef/gpt2"}));
+  EXPECT_EQ(m.at("exp10/report")->params.at("exp3ef"), "graph");
   for (const auto& j : p.jobs) {
     EXPECT_EQ(j.model, "gpt2") << j.name;
+    if (is_sigma(j)) continue;
     EXPECT_EQ(j.params.at("n_layer"), 12);
     EXPECT_EQ(j.params.at("max_tokens"), 2048);
     EXPECT_EQ(j.reduce, j.kind == std::string(spt::exp10::kKindReduce)) << j.name;
@@ -64,6 +76,58 @@ TEST(Exp10Plan, DefaultIsAbcdForGpt2) {
   EXPECT_EQ(m.at("c/step/43")->deps, (std::vector<std::string>{"a/reduce"}));
   EXPECT_EQ(m.at("a/reduce")->deps.size(), 145u);
   EXPECT_EQ(p.params.at("precision"), "fp32");
+}
+
+// 10D's g(l/L) comes through the graph: the sub-graph is exactly the one an
+// exp3ef submission of the same model plans (names, params, deps), whatever
+// exp10's own params, so the coordinator's content keys reuse its results.
+TEST(Exp10Plan, Exp3efSubGraphIsTheSigmaOne) {
+  const Plan ef = make_plan({"exp3ef", "ef", {}});
+  std::map<std::string, const JobSpec*> want;
+  for (const auto& j : ef.jobs)
+    if (j.name != "exp3ef/report") want[j.name] = &j;
+  for (const Plan& p : {make("abcd"), make("a", {{"max_tokens", "512"}, {"chunk_len", "128"}, {"bos", "1"},
+                                                 {"fuse", "0"}, {"dataset", "/data/wiki.test.raw"}})}) {
+    EXPECT_EQ(count_sigma(p), static_cast<int>(want.size()));
+    const auto m = by_name(p);
+    for (const auto& [name, j] : want) {
+      ASSERT_TRUE(m.count(name)) << name;
+      EXPECT_EQ(m.at(name)->kind, j->kind) << name;
+      EXPECT_EQ(m.at(name)->model, j->model) << name;  // with kind, params, deps: the content key
+      EXPECT_EQ(m.at(name)->params, j->params) << name;
+      EXPECT_EQ(m.at(name)->deps, j->deps) << name;
+      EXPECT_EQ(m.at(name)->reduce, j->reduce) << name;
+    }
+    // σ units come before the report that reads them.
+    size_t ef_at = 0, report_at = 0;
+    for (size_t i = 0; i < p.jobs.size(); ++i) {
+      if (p.jobs[i].name == "exp3ef/gpt2") ef_at = i;
+      if (p.jobs[i].name == "exp10/report") report_at = i;
+    }
+    EXPECT_LT(ef_at, report_at);
+    EXPECT_EQ(p.jobs.front().name, "a/baseline");
+  }
+  // Every part pulls in A, so every exp10 plan has the report and one sub-graph.
+  EXPECT_EQ(count_sigma(make("v")), static_cast<int>(want.size()));
+}
+
+TEST(Exp10Plan, Exp3efNoneOrBadValue) {
+  const Plan p = make("", {{"exp3ef", "none"}});
+  EXPECT_EQ(p.jobs.size(), 168u);
+  EXPECT_EQ(count_sigma(p), 0);
+  const auto m = by_name(p);
+  EXPECT_EQ(m.at("exp10/report")->deps, (std::vector<std::string>{"a/reduce", "c/reduce"}));
+  EXPECT_EQ(m.at("exp10/report")->params.at("exp3ef"), "none");
+  EXPECT_EQ(make("", {{"exp3ef", "graph"}}).jobs.size(), make("").jobs.size());
+  // The old file parameter is gone: a path or artifact is refused, saying why.
+  for (const char* bad : {"exp3ef_gpt2.json", "sha256:0123", "", "Graph"}) {
+    try {
+      make("", {{"exp3ef", bad}});
+      ADD_FAILURE() << "exp3ef=" << bad << " accepted";
+    } catch (const PlanError& e) {
+      EXPECT_NE(std::string(e.what()).find("job graph"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Exp10Plan, PartsPullInWhatTheyRead) {
@@ -129,7 +193,7 @@ TEST(Exp10Plan, RejectsBadParams) {
   EXPECT_THROW(make("a", {{"model_sha256", "xyz"}}), PlanError);
   EXPECT_THROW(make("f", {{"model", "/m"}, {"n_layer", "1"}, {"n_head", "4"}}), PlanError);
   EXPECT_NO_THROW(make("a", {{"model", "gpt2-medium"}, {"precision", "bf16"}}));
-  EXPECT_EQ(make("a", {{"model", "gpt2-xl"}}).jobs.size(), 1u + 48 * 25 + 1 + 1);
+  EXPECT_EQ(make("a", {{"model", "gpt2-xl"}, {"exp3ef", "none"}}).jobs.size(), 1u + 48 * 25 + 1 + 1);
 }
 
 TEST(Exp10Plan, FuseSwitchReachesPplJobsOnly) {
@@ -143,7 +207,8 @@ TEST(Exp10Plan, FuseSwitchReachesPplJobsOnly) {
 }
 
 // --model a,b: one graph per model, each under "<label>/" and scoped to it;
-// a single model keeps plain names and params (no scope).
+// a single model keeps plain names and params (no scope). The σ sub-graph
+// is never scoped: its names already carry the label (exp3ef/<label>).
 TEST(Exp10Plan, SeveralModelsFanOutUnderTheirLabels) {
   const std::string sha(64, 'c');
   const Plan p = make("ae", {{"model", "gpt2,/m/tiny"}, {"n_layer", ",2"}, {"n_head", ",4"},
@@ -154,12 +219,18 @@ TEST(Exp10Plan, SeveralModelsFanOutUnderTheirLabels) {
   const auto m = by_name(p);
   for (const auto& [label, single] : {std::pair<std::string, const Plan*>{"gpt2/", &one}, {"tiny/", &tiny}})
     for (const auto& j : single->jobs) {
+      if (is_sigma(j)) {
+        ASSERT_TRUE(m.count(j.name)) << j.name;
+        EXPECT_EQ(m.at(j.name)->params, j.params) << j.name;
+        EXPECT_EQ(m.at(j.name)->deps, j.deps) << j.name;
+        continue;
+      }
       ASSERT_TRUE(m.count(label + j.name)) << label + j.name;
       const JobSpec& got = *m.at(label + j.name);
       EXPECT_EQ(got.kind, j.kind);
       EXPECT_EQ(got.model, j.model);
       std::vector<std::string> deps;
-      for (const auto& d : j.deps) deps.push_back(label + d);
+      for (const auto& d : j.deps) deps.push_back(d.rfind("exp3ef/", 0) == 0 ? d : label + d);
       EXPECT_EQ(got.deps, deps) << got.name;
       EXPECT_EQ(got.params.at("scope"), label);
       auto params = got.params;
@@ -167,6 +238,8 @@ TEST(Exp10Plan, SeveralModelsFanOutUnderTheirLabels) {
       EXPECT_EQ(params, j.params) << got.name;
       EXPECT_FALSE(j.params.contains("scope"));
     }
+  EXPECT_EQ(m.at("gpt2/exp10/report")->deps.back(), "exp3ef/gpt2");
+  EXPECT_EQ(m.at("tiny/exp10/report")->deps.back(), "exp3ef/tiny");
   EXPECT_EQ(p.params.at("model"), "gpt2,/m/tiny");
   EXPECT_EQ(p.params.at("n_layer"), "12,2");
   EXPECT_EQ(one.params.at("n_layer"), 12);

@@ -136,13 +136,15 @@ TEST_F(ReduceTest, CumulativeAndCombinedReport) {
   EXPECT_THROW(run_reduce(job("c/reduce", base_params("c"), cin), rc_), std::runtime_error);
   cin.push_back({"c/step/12", kKindPpl, ppl_result(50)});
 
-  // exp3ef result with 4 depths → dg/dl per block.
-  const fs::path g = dir_ / "exp3ef_tiny.json";
-  fs::create_directories(dir_);
-  write_file_atomic(g.string(), json({{"g_mean", {0.0, 0.5, 0.8, 0.9}}, {"l_norm", {0.0, 1 / 3.0, 2 / 3.0, 1.0}}}).dump());
+  // exp3ef result with 4 depths → dg/dl per block, as the σ job's input.
+  const json g = {{"g_mean", {0.0, 0.5, 0.8, 0.9}}, {"l_norm", {0.0, 1 / 3.0, 2 / 3.0, 1.0}}};
   json p = base_params("exp10");
-  p["exp3ef"] = g.string();
-  const auto out = run_reduce(job("exp10/report", p, {{"a/reduce", kKindReduce, a}, {"c/reduce", kKindReduce, c}}), rc_);
+  p["exp3ef"] = "graph";
+  const auto out = run_reduce(job("exp10/report", p,
+                                  {{"a/reduce", kKindReduce, a},
+                                   {"c/reduce", kKindReduce, c},
+                                   {"exp3ef/tiny", "sigma.reduce", g}}),
+                              rc_);
   const json& r = out.result;
   const json& rank = r.at("exp10b").at("ranking");
   const std::vector<std::string> top = {"L0H0", "L0H3", "L2H1", "L1H1", "L2H3", "L2H0", "L1H2",
@@ -170,6 +172,8 @@ TEST_F(ReduceTest, CumulativeAndCombinedReport) {
   EXPECT_NEAR(d.at("g_correlation").at("p_pearson").get<double>(), pr.p, 1e-6);
   EXPECT_NEAR(d.at("g_correlation").at("corr_spearman").get<double>(), sr.r, 1e-6);
   EXPECT_NEAR(d.at("g_correlation").at("dg_dl")[0].get<double>(), 1.5, 1e-6);
+  EXPECT_EQ(d.at("g_source"), "exp3ef/tiny");
+  EXPECT_FALSE(d.contains("g_correlation_note"));
 
   const std::string md = read_file((dir_ / "exp10_results_tiny.md").string());
   EXPECT_NE(md.find("| 1 | L0H0 | +50.0 % | 30.00 |"), std::string::npos) << md;
@@ -188,7 +192,11 @@ TEST_F(ReduceTest, CumulativeAndCombinedReport) {
   if (!report::find_gnuplot().empty()) {
     EXPECT_TRUE(names.count("exp10b_heatmap_tiny.png"));
     EXPECT_TRUE(names.count("exp10c_pareto_tiny.png"));
+    EXPECT_TRUE(names.count("exp10c_pareto_tiny.svg"));  // the figure library draws both
     EXPECT_TRUE(out.notes.empty()) << out.notes.front();
+    // The report embeds its figures.
+    EXPECT_NE(md.find("](exp10b_heatmap_tiny.png)"), std::string::npos) << md;
+    EXPECT_NE(md.find("](exp10d_g_correlation_tiny.png)"), std::string::npos) << md;
   }
 }
 
@@ -223,6 +231,38 @@ TEST_F(ReduceTest, WithoutExp3efOrGnuplotStillSucceeds) {
   EXPECT_NE(md.find("skipped: no exp3ef result for this model"), std::string::npos);
   EXPECT_NE(md.find("not rendered"), std::string::npos);
   EXPECT_NE(md.find("SKIPPED"), std::string::npos);
+}
+
+// 10D reads g(l/L) from the σ job exp3ef/<label>, whose name is never
+// scoped (several models: the report's own inputs are "<label>/…").
+TEST_F(ReduceTest, Exp3efComesFromTheUnscopedGraphInput) {
+  const json a = exp10a();
+  const json g = {{"g_mean", {0.0, 0.5, 0.8, 0.9}}, {"l_norm", {0.0, 1 / 3.0, 2 / 3.0, 1.0}}};
+  json p = base_params("exp10");
+  p["scope"] = "tiny/";
+  p["exp3ef"] = "graph";
+  const std::vector<JobInput> in = {{"tiny/a/reduce", kKindReduce, a}, {"exp3ef/tiny", "sigma.reduce", g}};
+  json d = run_reduce(job("tiny/exp10/report", p, in), rc_).result.at("exp10d");
+  EXPECT_EQ(d.at("g_source"), "exp3ef/tiny");
+  EXPECT_NEAR(d.at("g_correlation").at("dg_dl")[2].get<double>(), 0.3, 1e-6);
+  // A scoped name is not the σ job's.
+  d = run_reduce(job("tiny/exp10/report", p, {in[0], {"tiny/exp3ef/tiny", "sigma.reduce", g}}), rc_).result.at("exp10d");
+  EXPECT_TRUE(d.at("g_correlation").is_null());
+  EXPECT_TRUE(d.at("g_source").is_null());
+  // exp3ef=none: skipped, whatever the inputs.
+  p["exp3ef"] = "none";
+  d = run_reduce(job("tiny/exp10/report", p, in), rc_).result.at("exp10d");
+  EXPECT_TRUE(d.at("g_correlation").is_null());
+  EXPECT_EQ(d.at("g_correlation_note"), "skipped: exp3ef=none");
+  EXPECT_TRUE(d.at("g_source").is_null());
+  EXPECT_NE(read_file((dir_ / "exp10_results_tiny.md").string()).find("Correlation with g(l/L): skipped: exp3ef=none"),
+            std::string::npos);
+  // A document of another depth is reported, not fatal.
+  p["exp3ef"] = "graph";
+  const json g3 = {{"g_mean", {0.0, 1.0}}, {"l_norm", {0.0, 1.0}}};
+  d = run_reduce(job("tiny/exp10/report", p, {in[0], {"exp3ef/tiny", "sigma.reduce", g3}}), rc_).result.at("exp10d");
+  EXPECT_TRUE(d.at("g_correlation").is_null());
+  EXPECT_NE(d.at("g_correlation_note").get<std::string>().find("unusable"), std::string::npos);
 }
 
 TEST_F(ReduceTest, VariantsResolveAgainstUpstreamResults) {

@@ -18,6 +18,7 @@
 #include "exp10/orders.h"
 #include "harness.h"
 #include "report/gnuplot.h"
+#include "sigma/executors.h"
 #include "spt/plan.h"
 #include "testmodel.h"
 
@@ -80,6 +81,7 @@ class Exp10Runner : public ::testing::Test {
   json in_process(const plan::Plan& p, const std::string& job, const std::string& scratch) {
     ExecutorRegistry reg;
     spt::exp10::register_executors(reg);
+    spt::sigma::register_executors(reg);  // the exp3 + exp3ef sub-graph 10D reads
     ExecContext ctx;
     ctx.scratch_dir = scratch;
     const auto run = spt::exp10::run_plan_in_process(p, reg, ctx);
@@ -115,6 +117,11 @@ TEST_F(Exp10Runner, AbcdOnTwoWorkersMatchesInProcessRun) {
   for (size_t i = 0; i < rank.size(); ++i)
     EXPECT_EQ(head_name(ranking[i].at("layer"), ranking[i].at("head")), head_name(rank[i].id()));
   EXPECT_EQ(R.at("c/reduce").at("cumulative").size(), 3u);  // steps 0, 5, 8
+  // 10D reads the exp3ef job of the same graph, run by the workers (this
+  // 2-layer model is too shallow for the correlation itself: exec_test).
+  EXPECT_EQ(R.at("exp10/report").at("exp10d").at("g_source"), "exp3ef/tiny-gpt2");
+  ASSERT_TRUE(R.count("exp3ef/tiny-gpt2"));
+  EXPECT_EQ(R.at("exp3ef/tiny-gpt2").at("g_mean").size(), 3u);
   // Provenance: both workers' devices, one model hash.
   EXPECT_FALSE(R.at("exp10/report").at("provenance").contains("conflicts"));
 
@@ -125,6 +132,22 @@ TEST_F(Exp10Runner, AbcdOnTwoWorkersMatchesInProcessRun) {
                         "exp10_results_tiny-gpt2.md", "exp10b_heatmap_tiny-gpt2.gp", "exp10b_heatmap_tiny-gpt2.dat"})
     EXPECT_TRUE(artifacts.count(f)) << f;
   if (!report::find_gnuplot().empty()) EXPECT_TRUE(artifacts.count("exp10c_pareto_tiny-gpt2.png"));
+
+  // The σ sub-graph is the exp3ef submission's: exp3ef for this model now is
+  // answered from the stored results, all but its report.
+  int n_sigma = 0;
+  for (const auto& j : plan.jobs) n_sigma += j.kind.rfind("sigma.", 0) == 0;
+  grpc::ClientContext ctx;
+  server.prepare(ctx, 60);
+  v1::SubmitRequest req;
+  req.set_experiment("exp3ef");
+  for (const char* k : {"model", "n_layer", "n_head"}) (*req.mutable_params())[k] = params.at(k);
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(server.control().Submit(&ctx, req, &resp).ok());
+  EXPECT_GT(n_sigma, 0);
+  EXPECT_EQ(resp.n_reused(), n_sigma);
+  EXPECT_EQ(resp.n_jobs(), n_sigma + 1);  // + exp3ef/report
+  EXPECT_EQ(wait_finished(server, resp.experiment_id(), 60).state(), "done");
 }
 
 TEST_F(Exp10Runner, MeanLinearAndValidationPartsMatchInProcessRun) {
@@ -149,6 +172,7 @@ TEST_F(Exp10Runner, MeanLinearAndValidationPartsMatchInProcessRun) {
 
   ExecutorRegistry reg;
   spt::exp10::register_executors(reg);
+  spt::sigma::register_executors(reg);
   ExecContext ctx;
   ctx.scratch_dir = dir.file("scratch");
   const auto local = spt::exp10::run_plan_in_process(plan, reg, ctx).results;

@@ -291,22 +291,6 @@ TEST_F(FigureTest, MissingGnuplotStillWritesDataAndScript) {
   EXPECT_EQ(r.files.size(), 2u);
 }
 
-// The hand-written Figure API (gnuplot.h) keeps working beside the library.
-TEST_F(FigureTest, LegacyRenderStillDrawsPng) {
-  Figure f;
-  f.name = "legacy";
-  f.data = {{"legacy.dat", "1 2\n2 3\n"}};
-  f.script = "plot 'legacy.dat' using 1:2 with lines\n";
-  const Rendered r = render(f, dir_);
-  if (have_gnuplot()) {
-    EXPECT_TRUE(r.png) << r.note;
-  } else {
-    EXPECT_FALSE(r.png);
-    EXPECT_NE(r.note.find("gnuplot"), std::string::npos);
-  }
-  EXPECT_TRUE(fs::exists(fs::path(dir_) / "legacy.gp"));
-}
-
 TEST(Figure, MalformedInputThrows) {
   Plot ragged{"bad", "", {line_panel("", Axis{}, Axis{}, {S("s", {1, 2}, {1})})}};
   EXPECT_THROW(plot_script(ragged), std::invalid_argument);
