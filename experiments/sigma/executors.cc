@@ -105,34 +105,56 @@ class ProbeExecutor : public Executor {
     std::lock_guard<std::mutex> g(host.compute_mutex());
 
     // Jobs of one kind and scan direction share one batched probe, whatever
-    // their words: many prompts of the model per forward. If the batch
-    // fails (a prompt without its word, one too long), the group reruns job
-    // by job so only the culprit fails. $SPT_SIGMA_BATCH=0 runs every
-    // prompt in a forward of its own (for benchmarks).
+    // their words: many prompts of the model per forward. $SPT_SIGMA_BATCH=0
+    // runs every prompt in a forward of its own (for benchmarks).
     const char* batch_env = std::getenv("SPT_SIGMA_BATCH");
     m.batched = !(batch_env && std::string(batch_env) == "0");
     std::map<std::pair<std::string, bool>, std::vector<size_t>> groups;
     for (size_t i : idx) groups[{jobs[i].kind, jobs[i].params.value("forwards", false)}].push_back(i);
     for (const auto& [key, group] : groups) {
       if (ctx.should_stop()) return;
+      const std::vector<size_t> valid = check_prompts(jobs, group, m, report);
       auto run_group = [&, kind = key.first](const std::vector<size_t>& g) {
         kind == kKindDirection ? run_directions(jobs, g, m, report) : run_profiles(jobs, g, m, report);
       };
       if (m.batched) {
-        try {
-          run_group(group);
-          continue;
-        } catch (const std::exception&) {
-        }
-      }
-      for (size_t i : group) {
-        try {
-          run_group({i});
-        } catch (const std::exception& e) {
-          report(i, Outcome::failure(e.what(), false));
-        }
+        if (!valid.empty()) run_group(valid);
+      } else {
+        for (size_t i : valid) run_group({i});
       }
     }
+  }
+
+  // A job whose prompts cannot be probed (no target word, longer than the
+  // context, missing params) fails at once and for good: it would fail on
+  // any worker. Tokenising alone finds them (a probe without hooks runs no
+  // forward), so one bad job never takes its batch down, and whatever fails
+  // later in the batched forward (memory, device) stays retryable.
+  std::vector<size_t> check_prompts(const std::vector<JobSpec>& jobs, const std::vector<size_t>& group, const Model& m,
+                                    const Report& report) const {
+    std::vector<size_t> valid;
+    for (size_t i : group) {
+      try {
+        const json& p = jobs[i].params;
+        auto req = request(m, p.value("forwards", false), {});
+        req.word = p.at("word").get<std::string>();
+        if (jobs[i].kind == kKindDirection) {
+          for (const char* side : {"prompts_A", "prompts_B"}) {
+            const auto v = p.at(side).get<std::vector<std::string>>();
+            if (v.empty()) throw PermanentError(jobs[i].name + ": " + side + " is empty");
+            req.prompts.insert(req.prompts.end(), v.begin(), v.end());
+          }
+        } else {
+          req.prompts = {p.at("prompt").get<std::string>()};
+          if (jobs[i].inputs.size() != 1) throw PermanentError(jobs[i].name + " needs exactly its direction input");
+        }
+        platform::probe(*m.lm->model, *m.lm->tokenizer, req);
+        valid.push_back(i);
+      } catch (const std::exception& e) {
+        report(i, Outcome::failure(e.what(), false));
+      }
+    }
+    return valid;
   }
 
   static platform::ProbeRequest request(const Model& m, bool forwards, std::vector<std::string> hooks) {
@@ -177,7 +199,6 @@ class ProbeExecutor : public Executor {
       run_guarded(group[k], report, [&] {
         const JobSpec& j = jobs[group[k]];
         const size_t nA = j.params.at("prompts_A").size(), nB = j.params.at("prompts_B").size();
-        if (nA == 0 || nB == 0) throw PermanentError("direction " + j.name + ": prompts_A and prompts_B are needed");
         std::vector<Vec> phi_A, phi_B;
         std::vector<int> tA, tB;
         for (size_t p = 0; p < nA + nB; ++p) {
@@ -207,7 +228,6 @@ class ProbeExecutor : public Executor {
       const JobSpec& j = jobs[group[k]];
       run_guarded(group[k], report, [&] {
         const Vec phi = slice(read, k, width);
-        if (j.inputs.size() != 1) throw PermanentError("profile " + j.name + " needs exactly its direction input");
         const json& dir = j.inputs.front().result;
         const std::string measure = j.params.value("measure", std::string("contrastive"));
         std::vector<double> sigma;

@@ -280,6 +280,10 @@ Plan plan_exp3ef(const Request& req) {
     }
   }
   if (has(s.parts, 'g')) {
+    for (const auto& m : s.mb.models)
+      if (m.n_layer < 3)  // the spline needs 4 depths of the finer model; correlations need 3 points
+        throw PlanError("exp3ef: part g compares g(l/L) across models and needs n_layer >= 3; " + m.label +
+                        " has " + std::to_string(m.n_layer));
     std::vector<std::string> per_model;
     for (const auto& m : s.mb.models) per_model.push_back(sigma::exp3ef_job(m.label));
     s.b.add("exp3ef/cross", kKindReduce, sigma::report_params(s.mb, "exp3ef_cross", s.parts), per_model, true);

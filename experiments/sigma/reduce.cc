@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "analysis/fit_models.h"
+#include "report/figure.h"
 #include "report/markdown.h"
 #include "sigma/reduce_internal.h"
 
@@ -89,6 +90,54 @@ std::string device_of(const json& prov) {
     d.insert(prov.at("device").get<std::string>());
   std::string s;
   for (const auto& x : d) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+json nullable(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+double num(const json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
+
+std::string label_of(const std::string& job_name) {
+  const auto a = job_name.find('/');
+  if (a == std::string::npos) return job_name;
+  const auto b = job_name.find('/', a + 1);
+  return job_name.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+}
+
+json fit_json(const analysis::FitResult& f, bool with_y_fit) {
+  json params = json::object();
+  for (size_t i = 0; i < f.params.size(); ++i) params[f.param_names[i]] = f.params[i];
+  json j = {{"model", f.model},         {"params", params},        {"param_names", f.param_names},
+            {"r2", f.r2},               {"rss", f.rss},            {"aic", nullable(f.aic)},
+            {"bic", nullable(f.bic)},   {"n_params", f.n_params}};
+  if (with_y_fit) j["y_fit"] = f.y_fit;
+  return j;
+}
+
+std::vector<double> eval_fit(const std::vector<analysis::FitModel>& models, const json& fit,
+                             const std::vector<double>& x) {
+  const std::string name = fit.at("model").get<std::string>();
+  for (const auto& m : models) {
+    if (m.name != name) continue;
+    std::vector<double> p, y;
+    for (const auto& n : m.param_names) p.push_back(fit.at("params").at(n).get<double>());
+    for (double v : x) y.push_back(m.f(v, p));
+    return y;
+  }
+  throw std::runtime_error("no fit model named '" + name + "'");
+}
+
+json png_names(const Ctx& c) {
+  json out = json::array();
+  for (const auto& f : c.out.files)
+    if (f.name.size() > 4 && f.name.compare(f.name.size() - 4, 4, ".png") == 0) out.push_back(f.name);
+  return out;
+}
+
+std::string embed_figures(const json& doc) {
+  if (!doc.contains("figures")) return "";
+  std::string s = "### Figures\n\n";
+  for (const auto& f : doc.at("figures")) s += report::image_md(f.get<std::string>(), f.get<std::string>()) + "\n\n";
   return s;
 }
 

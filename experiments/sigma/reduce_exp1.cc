@@ -124,6 +124,7 @@ json exp1_v1(Ctx& c) {
   doc["words"] = wj;
   doc["device"] = device_of(c.provenance());
   figures(c, "", words);
+  doc["figures"] = png_names(c);
   return c.emit_json("exp1_" + c.label, doc);
 }
 
@@ -148,6 +149,7 @@ json exp1_v2(Ctx& c) {
               {"valid_words", valid}, {"words", wj},           {"summary", summary}};
   doc["device"] = device_of(c.provenance());
   figures(c, "v2_", words);
+  doc["figures"] = png_names(c);
   return c.emit_json("exp1_v2_" + c.label, doc);
 }
 
@@ -160,9 +162,9 @@ std::string v2_section(const json& doc) {
   report::Table t({"word", "cos(e_A,e_B)", "σ range", "σ_f(strong_A)", "σ_f(strong_B)", "Δσ", "max |Δσ|"},
                   "lrrrrrl");
   for (const auto& r : doc.at("summary"))
-    t.row({r.at("word").get<std::string>(), report::fixed(r.at("cos_AB"), 3), report::fixed(r.at("sigma_range"), 3),
-           sgn(r.at("sigma_final_strong_A")), sgn(r.at("sigma_final_strong_B")),
-           report::fixed(r.at("delta_sigma"), 3), r.at("largest_jump").get<std::string>()});
+    t.row({r.at("word").get<std::string>(), report::fixed(num(r.at("cos_AB")), 3), report::fixed(num(r.at("sigma_range")), 3),
+           sgn(num(r.at("sigma_final_strong_A"))), sgn(num(r.at("sigma_final_strong_B"))),
+           report::fixed(num(r.at("delta_sigma")), 3), r.at("largest_jump").get<std::string>()});
   s += t.str() + "\n";
   s += "Words in ascending cos(e_A, e_B). \"L{i}(v)\" is the step from depth i to depth i+1 (across block i), "
        "signed.\n\n";
@@ -173,15 +175,18 @@ std::string v1_section(const json& doc) {
   const std::string m = platform::model_label(doc.value("model", std::string("?")));
   std::string s = "## " + m + " (legacy v1)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table t({"word", "condition", "prompt", "σ_final", "σ range", "max jump", "target"}, "lllrrll");
-  for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it)
-    for (auto p = it->at("prompts").begin(); p != it->at("prompts").end(); ++p)
-      t.row({it.key(), p.key(), p->at("prompt").get<std::string>(), sgn(p->at("sigma_final")),
-             report::fixed(p->at("sigma_range"), 3),
-             "L" + std::to_string(p->at("max_jump_layer").get<int>()) + "(" + sgn(p->at("max_jump_value")) + ")",
-             std::to_string(p->at("target_position").get<int>())});
+  const auto& sets = platform::prompt_sets();
+  for (const auto& lw : sets.legacy_v1)  // file order, not key order
+    for (const auto& cond : lw.conditions) {
+      const json& p = doc.at("words").at(lw.word).at("prompts").at(cond.label);
+      t.row({lw.word, cond.label, cond.text, sgn(num(p.at("sigma_final"))), report::fixed(num(p.at("sigma_range")), 3),
+             "L" + std::to_string(p.at("max_jump_layer").get<int>()) + "(" + sgn(num(p.at("max_jump_value"))) + ")",
+             std::to_string(p.at("target_position").get<int>())});
+    }
   s += t.str() + "\n";
-  for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it)
-    s += "- " + it.key() + ": cos(e_A, e_B) = " + report::fixed(it->at("direction_cos_AB"), 3) + "\n";
+  for (const auto& lw : sets.legacy_v1)
+    s += "- " + lw.word + ": cos(e_A, e_B) = " + report::fixed(num(doc.at("words").at(lw.word).at("direction_cos_AB")), 3) +
+         "\n";
   return s + "\n";
 }
 
@@ -192,12 +197,9 @@ json exp1_report(Ctx& c) {
   json index = json::array();
   for (const auto& in : c.job.inputs) {
     const json& doc = in.result;
-    (doc.contains("summary") ? v2 : v1) += (doc.contains("summary") ? v2_section(doc) : v1_section(doc)) +
-                                          report::image_md("" + std::string(doc.contains("summary") ? "v2_" : "") +
-                                                               "sigma_all_" + in.name.substr(5, in.name.rfind('/') - 5) +
-                                                               ".png",
-                                                           "σ(l) for every word") +
-                                          "\n\n" + provenance_md(doc.value("provenance", json::object()));
+    const bool is_v2 = doc.contains("summary");
+    (is_v2 ? v2 : v1) += (is_v2 ? v2_section(doc) : v1_section(doc)) + embed_figures(doc) +
+                         provenance_md(doc.value("provenance", json::object()));
     index.push_back(in.name);
   }
   if (!v1.empty())

@@ -16,11 +16,7 @@ namespace spt::sigma::detail {
 
 namespace {
 
-constexpr int kMaxfev = 20000;
 constexpr int kExcludeFinal = 1;
-
-// JSON has no infinity: +inf collapse variance (fewer than 2 curves) is null.
-json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 // x and y of Part B: depths 0..L−1 (the last one dropped).
 void fit_data(const json& resp, int n_layer, std::vector<double>& x, std::vector<double>& y) {
@@ -36,14 +32,6 @@ const analysis::FitModel& family(const std::vector<analysis::FitModel>& models, 
   for (const auto& m : models)
     if (m.name == name) return m;
   throw std::runtime_error("unknown exp2 fit family '" + name + "'");
-}
-
-json fit_json(const analysis::FitResult& f) {
-  json params = json::object();
-  for (size_t i = 0; i < f.params.size(); ++i) params[f.param_names[i]] = f.params[i];
-  return {{"model", f.model}, {"params", params},   {"param_names", f.param_names}, {"y_fit", f.y_fit},
-          {"r2", f.r2},       {"rss", f.rss},       {"aic", finite_or_null(f.aic)}, {"bic", finite_or_null(f.bic)},
-          {"n_params", f.n_params}};
 }
 
 double bic_of(const json& fit) { return fit.at("bic").is_number() ? fit.at("bic").get<double>() : INFINITY; }
@@ -76,7 +64,7 @@ json exp2_response(Ctx& c) {
     if (r.kept[i]) f[labels[i]] = r.f[i];
   }
   return {{"word", word},     {"valid", r.valid},  {"h_values", h},
-          {"f_curves", f},    {"f_mean", r.f_mean}, {"collapse_variance", finite_or_null(r.collapse_variance)},
+          {"f_curves", f},    {"f_mean", r.f_mean}, {"collapse_variance", nullable(r.collapse_variance)},
           {"sigma", s},       {"labels", labels}};
 }
 
@@ -95,7 +83,7 @@ json exp2_fit(Ctx& c) {
   if (ranked.fits.empty())
     out["dropped"] = ranked.dropped.empty() ? "no result" : ranked.dropped.front().reason;
   else
-    out["fit"] = fit_json(ranked.fits.front());
+    out["fit"] = fit_json(ranked.fits.front(), true);
   return out;
 }
 
@@ -157,14 +145,14 @@ void collapse_figure(Ctx& c, const std::string& word, const json& resp) {
     const auto f = resp.at("f_curves").at(key).get<std::vector<double>>();
     std::vector<double> d;
     for (size_t i = 0; i < f.size(); ++i) d.push_back(f[i] - mean[i]);
-    const std::string lab = key + " (h = " + report::fixed(resp.at("h_values").at(key), 2) + ")";
+    const std::string lab = key + " (h = " + report::fixed(num(resp.at("h_values").at(key)), 2) + ")";
     left.push_back({lab, l, f, report::Series::Style::linespoints});
     right.push_back({lab, l, d, report::Series::Style::linespoints});
   }
   left.push_back({"mean", l, mean, report::Series::Style::dashed});
   const json& cv = resp.at("collapse_variance");
   auto pr = report::line_panel("f_c − f_mean (collapse variance " +
-                                   (cv.is_number() ? report::fixed(cv.get<double>(), 4) : std::string("n/a")) + ")",
+                                   (cv.is_number() ? report::fixed(num(cv), 4) : std::string("n/a")) + ")",
                                depth_axis(), {"f_c − f_mean"}, right);
   pr.hlines = {0};
   c.emit_plot({"exp2_collapse_" + word + "_" + c.label, "Response collapse: " + word,
@@ -177,16 +165,10 @@ void fit_figure(Ctx& c, const std::string& word, const json& resp, const json& f
   const auto models = analysis::exp2_models(analysis::mean(y));
   const auto grid = analysis::linspace(0, x.back(), 200);
   std::vector<report::Series> s = {{"f_mean (last depth dropped)", x, y, report::Series::Style::points}};
-  for (auto it = fits.begin(); it != fits.end(); ++it) {
-    const auto& fm = family(models, it.key());
-    std::vector<double> p;
-    for (const auto& n : fm.param_names) p.push_back(it->at("params").at(n).get<double>());
-    std::vector<double> yg;
-    for (double g : grid) yg.push_back(fm.f(g, p));
-    s.push_back({it.key() + " (R² " + report::fixed(it->at("r2"), 3) + ", BIC " +
+  for (auto it = fits.begin(); it != fits.end(); ++it)
+    s.push_back({it.key() + " (R² " + report::fixed(num(it->at("r2")), 3) + ", BIC " +
                      report::fixed(bic_of(*it), 1) + ")",
-                 grid, yg, report::Series::Style::line});
-  }
+                 grid, eval_fit(models, *it, grid), report::Series::Style::line});
   c.emit_plot({"exp2_fit_" + word + "_" + c.label, "",
                {report::line_panel("Fits of f_mean: " + word, lnorm_axis(), {"f_mean"}, s)}});
 }
@@ -255,6 +237,7 @@ json exp2(Ctx& c) {
         "logit_lens omits b_U as the original did (spec A5): softmax(LNPre(r)·W_U), not the model's output "
         "distribution even at depth L; logit_lens_corrected adds b_U";
   doc["device"] = device_of(c.provenance());
+  doc["figures"] = png_names(c);
   return c.emit_json("exp2_" + c.label, doc);
 }
 
@@ -265,7 +248,7 @@ std::string params_str(const json& fit) {
   for (const auto& n : fit.at("param_names")) {
     const std::string k = n.get<std::string>();
     if (k == "A" || k == "B") continue;  // amplitudes: the original's table shows shape parameters
-    s += (s.empty() ? "" : ", ") + k + " = " + report::fixed(fit.at("params").at(k), 2);
+    s += (s.empty() ? "" : ", ") + k + " = " + report::fixed(num(fit.at("params").at(k)), 2);
   }
   return s;
 }
@@ -274,18 +257,19 @@ std::string exp2_section(const json& doc) {
   std::string s = "## " + platform::model_label(doc.value("model", std::string("?"))) + " (" + std::to_string(doc.value("n_layers", 0)) +
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table cv({"word", "collapse variance", "best fit", "R²", "BIC", "key parameters"}, "lrlrrl");
-  for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it) {
-    const json& w = *it;
+  for (const auto& word : platform::prompt_sets().direction_words()) {  // file order, not key order
+    if (!doc.at("words").contains(word)) continue;
+    const json& w = doc.at("words").at(word);
     const json cvv = w.contains("response") ? w.at("response").at("collapse_variance") : json(nullptr);
     std::string best = "-", r2 = "-", bic = "-", params = "-";
     if (w.contains("best_fit")) {
       const json& f = w.at("fits").at(w.at("best_fit").get<std::string>());
       best = f.at("model").get<std::string>();
-      r2 = report::fixed(f.at("r2"), 3);
-      bic = f.at("bic").is_number() ? report::fixed(f.at("bic"), 1) : "inf";
+      r2 = report::fixed(num(f.at("r2")), 3);
+      bic = f.at("bic").is_number() ? report::fixed(num(f.at("bic")), 1) : "inf";
       params = params_str(f);
     }
-    cv.row({it.key(), cvv.is_number() ? report::fixed(cvv.get<double>(), 4) : "n/a", best, r2, bic, params});
+    cv.row({word, cvv.is_number() ? report::fixed(num(cvv), 4) : "n/a", best, r2, bic, params});
   }
   s += cv.str() + "\n";
   if (doc.contains("family_tally")) {
@@ -296,18 +280,19 @@ std::string exp2_section(const json& doc) {
   }
   if (doc.contains("logit_lens_note")) {
     s += "Logit lens top-1 by depth (" + doc.at("logit_lens_note").get<std::string>() + "):\n\n";
-    for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it)
+    for (const auto& word : platform::prompt_sets().direction_words())
       for (const char* cond : {"strong_A", "strong_B"}) {
-        if (!it->contains("logit_lens")) continue;
+        if (!doc.at("words").contains(word) || !doc.at("words").at(word).contains("logit_lens")) continue;
+        const json& w = doc.at("words").at(word);
         std::string line, prev;
         int depth = 0;
-        for (const auto& l : it->at("logit_lens").at(cond).at("layers")) {
+        for (const auto& l : w.at("logit_lens").at(cond).at("layers")) {
           const std::string t = l.at("top1").get<std::string>();
           if (t != prev) line += (line.empty() ? "" : " → ") + std::string("\"") + t + "\" (" + std::to_string(depth) + ")";
           prev = t;
           ++depth;
         }
-        s += "- " + it.key() + " " + cond + ": " + line + "\n";
+        s += "- " + word + " " + cond + ": " + line + "\n";
       }
     s += "\n";
   }
@@ -320,8 +305,7 @@ json exp2_report(Ctx& c) {
   std::string body;
   for (const auto& in : c.job.inputs) {
     body += exp2_section(in.result);
-    const std::string label = in.name.substr(in.name.find('/') + 1);
-    body += report::image_md("exp2_universality_" + label + ".png", "f_mean of every word, scaled") + "\n\n";
+    body += embed_figures(in.result);
     body += provenance_md(in.result.value("provenance", json::object()));
   }
   c.emit_text("exp2_results.md",

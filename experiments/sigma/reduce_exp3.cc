@@ -64,7 +64,7 @@ void word_figures(Ctx& c, const json& r) {
     const double a = d.at("slope").get<double>(), b = d.at("intercept").get<double>();
     const std::vector<double> hx = {h.front(), h.back()};
     panels.push_back(report::scatter_panel(
-        "depth " + std::to_string(l) + " (R² " + report::fixed(d.at("r2"), 3) + ")", {"h"}, {"σ"},
+        "depth " + std::to_string(l) + " (R² " + report::fixed(num(d.at("r2")), 3) + ")", {"h"}, {"σ"},
         {{"prompts", h, y, report::Series::Style::points},
          {"fit", hx, {a * hx[0] + b, a * hx[1] + b}, report::Series::Style::line}}));
   }
@@ -130,6 +130,7 @@ json exp3(Ctx& c) {
               {"depths_r2_above_0.95", r2count},
               {"f_correlation", {{"words", names}, {"matrix", matrix}}}};
   doc["device"] = device_of(c.provenance());
+  doc["figures"] = png_names(c);
   return c.emit_json("exp3_" + c.label, doc);
 }
 
@@ -140,7 +141,9 @@ std::string exp3_section(const json& doc) {
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   const int depths = doc.value("n_layers", 0) + 1;
   report::Table t({"word", "f_max", "min h* (depth)", "h range", "depths with R² > 0.95"}, "lrrll");
-  for (auto it = doc.at("words").begin(); it != doc.at("words").end(); ++it) {
+  for (const auto& word : doc.at("f_correlation").at("words")) {  // GRADIENT_PROMPTS order
+    const auto it = doc.at("words").find(word.get<std::string>());
+    if (it == doc.at("words").end()) continue;
     double best = INFINITY;
     int at = -1;
     for (size_t l = 0; l < it->at("hstar").size(); ++l)
@@ -149,9 +152,9 @@ std::string exp3_section(const json& doc) {
         at = static_cast<int>(l);
       }
     const auto& h = it->at("h_values");
-    t.row({it.key(), report::fixed(it->at("f_max"), 3),
+    t.row({it.key(), report::fixed(num(it->at("f_max")), 3),
            at < 0 ? "none" : report::fixed(best, 3) + " (" + std::to_string(at) + ")",
-           "[" + report::fixed(h.front(), 2) + ", " + report::fixed(h.back(), 2) + "]",
+           "[" + report::fixed(num(h.front()), 2) + ", " + report::fixed(num(h.back()), 2) + "]",
            std::to_string(doc.at("depths_r2_above_0.95").at(it.key()).get<int>()) + " of " + std::to_string(depths)});
   }
   s += t.str() + "\nf(l) correlation (Pearson, np.corrcoef):\n\n";
@@ -162,7 +165,7 @@ std::string exp3_section(const json& doc) {
   for (size_t i = 0; i < names.size(); ++i) {
     std::vector<std::string> row = {names.at(i).get<std::string>()};
     for (const auto& v : doc.at("f_correlation").at("matrix").at(i))
-      row.push_back(v.is_number() ? report::fixed(v.get<double>(), 3) : "n/a");
+      row.push_back(v.is_number() ? report::fixed(num(v), 3) : "n/a");
     ct.row(row);
   }
   return s + ct.str() + "\n";
@@ -174,8 +177,7 @@ json exp3_report(Ctx& c) {
   std::string body;
   for (const auto& in : c.job.inputs) {
     body += exp3_section(in.result);
-    const std::string label = in.name.substr(in.name.find('/') + 1);
-    body += report::image_md("exp3_fl_comparison_" + label + ".png", "f(l) across words") + "\n\n";
+    body += embed_figures(in.result);
     body += provenance_md(in.result.value("provenance", json::object()));
   }
   c.emit_text("exp3_results.md",

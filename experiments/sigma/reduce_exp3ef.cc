@@ -6,6 +6,7 @@
 
 #include "analysis/fit_models.h"
 #include "platform/model_names.h"
+#include "platform/prompts.h"
 #include "report/markdown.h"
 #include "sigma/common.h"
 #include "sigma/reduce_internal.h"
@@ -14,10 +15,6 @@
 namespace spt::sigma::detail {
 
 namespace {
-
-constexpr int kMaxfev = 20000;
-
-json nullable(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 struct Fits {
   json fits = json::object();
@@ -30,31 +27,20 @@ Fits fit_g(const std::vector<double>& x, const std::vector<double>& y) {
                                              analysis::InfoCriterion::fitting_py);
   Fits out;
   for (const auto& f : ranked.fits) {
-    json params = json::object();
-    for (size_t i = 0; i < f.params.size(); ++i) params[f.param_names[i]] = f.params[i];
-    out.fits[f.model] = {{"model", f.model},  {"params", params},        {"param_names", f.param_names},
-                         {"r2", f.r2},        {"rss", f.rss},            {"aic", nullable(f.aic)},
-                         {"bic", nullable(f.bic)}, {"n_params", f.n_params}};
+    out.fits[f.model] = fit_json(f, false);  // exp3ef's fits carry no y_fit (§5.2)
     out.order.push_back(f.model);
   }
   for (const auto& d : ranked.dropped) out.dropped[d.model] = d.reason;
   return out;
 }
 
-// The fitted curve of `name` on a 200-point grid of [0, x_max].
+// The fitted curve on a 200-point grid of [0, x_max].
 report::Series fit_curve(const json& fit, double x_max, const std::string& label) {
-  for (const auto& m : analysis::exp3ef_models()) {
-    if (m.name != fit.at("model").get<std::string>()) continue;
-    std::vector<double> p;
-    for (const auto& n : m.param_names) p.push_back(fit.at("params").at(n).get<double>());
-    report::Series s{label, analysis::linspace(0, x_max, 200), {}, report::Series::Style::line};
-    for (double x : s.x) s.y.push_back(m.f(x, p));
-    return s;
-  }
-  throw std::runtime_error("unknown exp3ef model " + fit.at("model").get<std::string>());
+  const auto x = analysis::linspace(0, x_max, 200);
+  return {label, x, eval_fit(analysis::exp3ef_models(), fit, x), report::Series::Style::line};
 }
 
-std::string ic_str(const json& v) { return v.is_number() ? report::fixed(v.get<double>(), 1) : "inf"; }
+std::string ic_str(const json& v) { return v.is_number() ? report::fixed(num(v), 1) : "inf"; }
 
 void ef_figures(Ctx& c, const UniversalG& u, const Fits& f) {
   std::vector<report::Series> s;
@@ -84,9 +70,10 @@ json exp3ef(Ctx& c) {
   const json& e3 = c.input(exp3_job(c.label));
   std::vector<std::string> words;
   std::vector<std::vector<double>> f;
-  for (auto it = e3.at("words").begin(); it != e3.at("words").end(); ++it) {
-    words.push_back(it.key());
-    f.push_back(dvec(*it, "f", it.key()));
+  for (const auto& w : platform::prompt_sets().gradient_words()) {  // GRADIENT_PROMPTS order, not key order
+    if (!e3.at("words").contains(w)) throw std::runtime_error("exp3 result lacks word " + w);
+    words.push_back(w);
+    f.push_back(dvec(e3.at("words").at(w), "f", w));
   }
   const UniversalG u = universal_g(words, f);
   const Fits fits = fit_g(u.l_norm, u.g_mean);
@@ -113,6 +100,7 @@ json exp3ef(Ctx& c) {
   if (!u.skipped.empty()) doc["skipped_words"] = u.skipped;
   if (!fits.dropped.empty()) doc["fits_dropped"] = fits.dropped;
   ef_figures(c, u, fits);
+  doc["figures"] = png_names(c);
   return c.emit_json("exp3ef_" + c.label, doc);
 }
 
@@ -143,7 +131,17 @@ json exp3ef_truncated(Ctx& c) {
 namespace {
 
 json compare_json(const CurveCompare& cc) {
-  return {{"correlation", cc.correlation}, {"rmse", cc.rmse}, {"max_diff", cc.max_diff}};
+  return {{"correlation", nullable(cc.correlation)}, {"rmse", nullable(cc.rmse)}, {"max_diff", nullable(cc.max_diff)}};
+}
+
+// One word's comparison; a word whose curve cannot be interpolated (a NaN,
+// too few depths) records why instead of failing the whole of G.
+json compare_word(const json& coarse, const json& fine, const std::string& w) {
+  try {
+    return compare_json(compare_curves(dvec(coarse, w, "coarse g"), dvec(fine, w, "fine g")));
+  } catch (const std::exception& e) {
+    return {{"error", e.what()}};
+  }
 }
 
 json pair_doc(const json& a, const json& b, const std::string& la, const std::string& lb) {
@@ -152,19 +150,23 @@ json pair_doc(const json& a, const json& b, const std::string& la, const std::st
   const json& coarse = a_coarse ? a : b;
   const json& fine = a_coarse ? b : a;
   const CurveCompare gm = compare_curves(dvec(coarse, "g_mean", "coarse"), dvec(fine, "g_mean", "fine"));
-  json words = json::object();
-  for (auto it = coarse.at("g_per_word").begin(); it != coarse.at("g_per_word").end(); ++it)
-    if (fine.at("g_per_word").contains(it.key()))
-      words[it.key()] = compare_json(
-          compare_curves(it->get<std::vector<double>>(), fine.at("g_per_word").at(it.key()).get<std::vector<double>>()));
-  json word_corr = json::object();
-  for (auto it = words.begin(); it != words.end(); ++it) word_corr[it.key()] = it->at("correlation");
+  json words = json::object(), corr = json::object(), rmse = json::object(), maxd = json::object();
+  for (auto it = coarse.at("g_per_word").begin(); it != coarse.at("g_per_word").end(); ++it) {
+    if (!fine.at("g_per_word").contains(it.key())) continue;
+    const json w = compare_word(coarse.at("g_per_word"), fine.at("g_per_word"), it.key());
+    words[it.key()] = w;
+    corr[it.key()] = w.value("correlation", json(nullptr));
+    rmse[it.key()] = w.value("rmse", json(nullptr));
+    maxd[it.key()] = w.value("max_diff", json(nullptr));
+  }
   return {{"coarse", a_coarse ? la : lb},
           {"fine", a_coarse ? lb : la},
-          {"g_mean_correlation", gm.correlation},
-          {"g_mean_rmse", gm.rmse},
-          {"g_mean_max_diff", gm.max_diff},
-          {"word_correlations", word_corr},
+          {"g_mean_correlation", nullable(gm.correlation)},
+          {"g_mean_rmse", nullable(gm.rmse)},
+          {"g_mean_max_diff", nullable(gm.max_diff)},
+          {"word_correlations", corr},
+          {"word_rmse", rmse},
+          {"word_max_diff", maxd},
           {"words", words},
           {"x", gm.x},
           {"g_coarse", gm.coarse},
@@ -177,7 +179,7 @@ void cross_figures(Ctx& c, const std::vector<std::pair<std::string, const json*>
     const auto x = dvec(*d, "l_norm", label);
     gm.push_back({label, x, dvec(*d, "g_mean", label), report::Series::Style::linespoints});
     for (auto it = d->at("g_per_word").begin(); it != d->at("g_per_word").end(); ++it)
-      words.push_back({label + " " + it.key(), x, it->get<std::vector<double>>(), report::Series::Style::line});
+      words.push_back({label + " " + it.key(), x, dvec(d->at("g_per_word"), it.key(), label), report::Series::Style::line});
     overlay.push_back({label + " g_mean", x, dvec(*d, "g_mean", label), report::Series::Style::points});
     if (d->at("best_model").is_string())
       overlay.push_back(fit_curve(d->at("fits").at(d->at("best_model").get<std::string>()), 1.0,
@@ -204,7 +206,7 @@ json exp3ef_cross(Ctx& c) {
   std::vector<std::pair<std::string, const json*>> docs;
   json prov = json::object();
   for (const auto& in : c.job.inputs) {
-    const std::string label = in.name.substr(in.name.find('/') + 1);
+    const std::string label = label_of(in.name);
     docs.emplace_back(label, &in.result);
     prov[label] = in.result.value("provenance", json::object());
   }
@@ -219,6 +221,7 @@ json exp3ef_cross(Ctx& c) {
   doc["pairs"] = pairs;
   doc["interpolation"] = "not-a-knot cubic spline of the finer g onto the coarser grid, extrapolating (interp1d cubic)";
   cross_figures(c, docs, pairs.front());
+  doc["figures"] = png_names(c);
   doc["provenance"] = {{"models", prov}};
   c.emit_text("exp3g_cross_model.json", doc.dump(2) + "\n", "application/json");
   return doc;
@@ -226,30 +229,29 @@ json exp3ef_cross(Ctx& c) {
 
 namespace {
 
-std::string ef_section(const json& doc, const std::string& label) {
+std::string ef_section(const json& doc) {
   std::string s = "## " + platform::model_label(doc.value("model", std::string("?"))) + " (" + std::to_string(doc.value("n_layers", 0)) +
                   " layers)\n\n" + random_banner(doc.value("provenance", json::object()));
   report::Table e({"word", "f_max", "RMSE from g_mean", "max |resid|"}, "lrrr");
   for (const auto& w : doc.at("words")) {
     const std::string k = w.get<std::string>();
-    e.row({k, report::fixed(doc.at("fmax").at(k), 3), report::fixed(doc.at("residuals_from_mean").at(k).at("rmse"), 3),
-           report::fixed(doc.at("residuals_from_mean").at(k).at("max_abs"), 3)});
+    e.row({k, report::fixed(num(doc.at("fmax").at(k)), 3), report::fixed(num(doc.at("residuals_from_mean").at(k).at("rmse")), 3),
+           report::fixed(num(doc.at("residuals_from_mean").at(k).at("max_abs")), 3)});
   }
   const json& pk = doc.at("peak");
   s += "### E: universal g\n\n" + e.str() + "\nPeak of g_mean at depth " + std::to_string(pk.at("depth").get<int>()) +
-       " (l/L = " + report::fixed(pk.at("l_norm"), 3) + "), g = " + report::fixed(pk.at("g"), 3) +
-       "; g(L) = " + report::fixed(pk.at("g_last"), 3) + " (drop " + report::fixed(pk.at("drop"), 3) + ").\n\n";
+       " (l/L = " + report::fixed(num(pk.at("l_norm")), 3) + "), g = " + report::fixed(num(pk.at("g")), 3) +
+       "; g(L) = " + report::fixed(num(pk.at("g_last")), 3) + " (drop " + report::fixed(num(pk.at("drop")), 3) + ").\n\n";
   report::Table f({"model", "R²", "AIC", "BIC", "params"}, "lrrrl");
   for (const auto& name : doc.at("fit_order")) {
     const json& fit = doc.at("fits").at(name.get<std::string>());
     std::string p;
     for (const auto& n : fit.at("param_names"))
-      p += (p.empty() ? "" : ", ") + n.get<std::string>() + " = " + report::fixed(fit.at("params").at(n.get<std::string>()), 3);
-    f.row({name.get<std::string>(), report::fixed(fit.at("r2"), 4), ic_str(fit.at("aic")), ic_str(fit.at("bic")), p});
+      p += (p.empty() ? "" : ", ") + n.get<std::string>() + " = " + report::fixed(num(fit.at("params").at(n.get<std::string>())), 3);
+    f.row({name.get<std::string>(), report::fixed(num(fit.at("r2")), 4), ic_str(fit.at("aic")), ic_str(fit.at("bic")), p});
   }
   s += "### F: fits of g_mean (" + std::to_string(doc.at("g_mean").size()) + " points, BIC order)\n\n" + f.str() +
-       "\n" + report::image_md("exp3e_universal_g_" + label + ".png", "g per word") + "\n\n" +
-       report::image_md("exp3f_fit_" + label + ".png", "fits of g_mean") + "\n\n";
+       "\n" + embed_figures(doc);
   return s;
 }
 
@@ -260,8 +262,8 @@ std::string truncated_section(const json& doc) {
     const json& fit = doc.at("fits").at(name.get<std::string>());
     std::string p;
     for (auto it = fit.at("params").begin(); it != fit.at("params").end(); ++it)
-      p += (p.empty() ? "" : ", ") + it.key() + " = " + report::fixed(it->get<double>(), 3);
-    t.row({name.get<std::string>(), report::fixed(fit.at("r2"), 4), p});
+      p += (p.empty() ? "" : ", ") + it.key() + " = " + report::fixed(num(*it), 3);
+    t.row({name.get<std::string>(), report::fixed(num(fit.at("r2")), 4), p});
   }
   return s + t.str() + "\n";
 }
@@ -270,15 +272,14 @@ std::string cross_section(const json& doc) {
   std::string s = "## G: across models\n\n";
   for (const auto& p : doc.at("pairs")) {
     s += "- " + p.at("fine").get<std::string>() + " interpolated onto " + p.at("coarse").get<std::string>() +
-         ": g_mean correlation " + report::fixed(p.at("g_mean_correlation"), 3) + ", RMSE " +
-         report::fixed(p.at("g_mean_rmse"), 3) + ", max |diff| " + report::fixed(p.at("g_mean_max_diff"), 3) +
+         ": g_mean correlation " + report::fixed(num(p.at("g_mean_correlation")), 3) + ", RMSE " +
+         report::fixed(num(p.at("g_mean_rmse")), 3) + ", max |diff| " + report::fixed(num(p.at("g_mean_max_diff")), 3) +
          "; per word:";
     for (auto it = p.at("word_correlations").begin(); it != p.at("word_correlations").end(); ++it)
-      s += " " + it.key() + " " + report::fixed(it->get<double>(), 3);
+      s += " " + it.key() + " " + report::fixed(num(*it), 3);
     s += "\n";
   }
-  return s + "\n" + report::image_md("exp3g_cross_model_g.png", "g across models") + "\n\n" +
-         report::image_md("exp3g_best_fit_overlay.png", "best fits") + "\n\n";
+  return s + "\n" + embed_figures(doc);
 }
 
 }  // namespace
@@ -292,7 +293,7 @@ json exp3ef_report(Ctx& c) {
     } else if (rest.size() > 10 && rest.compare(rest.size() - 10, 10, "/truncated") == 0) {
       body += truncated_section(in.result);
     } else {
-      body += ef_section(in.result, rest);
+      body += ef_section(in.result);
       prov += provenance_md(in.result.value("provenance", json::object()));
     }
   }

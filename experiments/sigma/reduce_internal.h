@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/fit_models.h"
 #include "platform/reduce_context.h"
 #include "report/figure.h"
 
@@ -44,6 +45,28 @@ std::string provenance_md(const json& prov);
 std::string sgn(double v, int digits = 3);
 // The device(s) a document's numbers came from, as one string.
 std::string device_of(const json& prov);
+
+// JSON has no NaN or infinity (nlohmann writes them as null): write through
+// nullable(), read back through num() (null → NaN, which report::fixed
+// prints as "n/a").
+json nullable(double v);
+double num(const json& v);
+
+// "exp3/<label>" → "<label>": the model label of a per-model reduce's name.
+std::string label_of(const std::string& job_name);
+
+// Fits (spec §2.4): maxfev of every σ-family fit, a fit as its JSON
+// (params by name, y_fit only where the spec lists it), and a fitted
+// curve evaluated on `x` from that JSON.
+inline constexpr int kMaxfev = 20000;
+json fit_json(const analysis::FitResult& f, bool with_y_fit);
+std::vector<double> eval_fit(const std::vector<analysis::FitModel>& models, const json& fit,
+                             const std::vector<double>& x);
+
+// The names of the PNGs a per-model reduce drew, for the report to embed.
+json png_names(const Ctx& c);
+// Markdown embedding every PNG a per-model document lists.
+std::string embed_figures(const json& doc);
 
 // Step functions.
 json exp1_v1(Ctx& c);

@@ -160,7 +160,8 @@ TEST_F(SigmaExec, Exp1V2MatchesADirectComputation) {
     EXPECT_TRUE(files.count(f)) << f;
   const std::string md = read_file(r.files.at("exp1/report").front().path);
   EXPECT_NE(md.find("RANDOM WEIGHTS"), std::string::npos);
-  EXPECT_NE(md.find("![σ(l) for every word](v2_sigma_all_tiny-gpt2.png)"), std::string::npos);
+  EXPECT_NE(md.find("](v2_sigma_all_tiny-gpt2.png)"), std::string::npos);
+  EXPECT_NE(md.find("](v2_dsigma_crane_tiny-gpt2.png)"), std::string::npos);  // per-word figures too
 }
 
 TEST_F(SigmaExec, Exp1V1UsesLegacyDirectionsAndForwardsSearch) {
