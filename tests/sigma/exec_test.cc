@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "model/tokenizer.h"
@@ -212,6 +213,41 @@ TEST_F(SigmaExec, Exp2ResponseFitsAndLogitLens) {
     EXPECT_EQ(w.at("logit_lens").at("strong_A").at("layers").size(), static_cast<size_t>(kLayers + 1));
   }
   EXPECT_GT(fits, 9);
+  // A: f_mean of one word from direct profiles (§4 Part A).
+  {
+    const auto& d = platform::prompt_sets().direction_for("bass");
+    double cos_AB = 0;
+    const at::Tensor e = e_diff(d.prompts_A, d.prompts_B, &cos_AB);
+    std::map<std::string, std::vector<double>> s;
+    for (const auto& c : platform::prompt_sets().experiment_for("bass").conditions) s[c.label] = sigma_direct(c.text, e);
+    const double mid = (s["strong_A"].back() + s["strong_B"].back()) / 2, half = (s["strong_A"].back() - s["strong_B"].back()) / 2;
+    std::vector<double> f_mean(kLayers + 1, 0.0);
+    int kept = 0;
+    for (auto& [label, sig] : s) {
+      const double h = (sig.back() - mid) / half;
+      if (std::fabs(h) <= 0.05) continue;
+      ++kept;
+      for (int l = 0; l <= kLayers; ++l) f_mean[l] += sig[l] / h;
+    }
+    for (double& v : f_mean) v /= kept;
+    expect_near(doc.at("words").at("bass").at("response").at("f_mean"), f_mean, 1e-4, "bass f_mean");
+  }
+  // C: the uncorrected lens (no b_U) at every depth, computed here from the
+  // processed weights: softmax(LNPre(φ)·W_U).
+  {
+    const std::string text = platform::prompt_sets().condition("light", "strong_A").text;
+    const at::Tensor phi = resid_at_target(text).to(at::kFloat);
+    const auto& W = gpt2::weights(*direct_);
+    const at::Tensor x = phi - phi.mean(-1, true);
+    const at::Tensor ln = x / at::sqrt(x.pow(2).mean(-1, true) + 1e-5);
+    const at::Tensor p = at::softmax(at::matmul(ln, W.W_U.to(at::kFloat)), -1);
+    const json& layers = doc.at("words").at("light").at("logit_lens").at("strong_A").at("layers");
+    for (int l = 0; l <= kLayers; ++l) {
+      const int64_t id = p[l].argmax().item<int64_t>();
+      EXPECT_EQ(layers.at(l).at("top1").get<std::string>(), tok_->token_str(static_cast<int32_t>(id))) << l;
+      EXPECT_NEAR(layers.at(l).at("top1_prob").get<double>(), p[l][id].item<double>(), 1e-5) << l;
+    }
+  }
   // The corrected lens at depth L is the model's own next-token prediction.
   const std::string text = platform::prompt_sets().condition("rock", "strong_B").text;
   std::vector<int32_t> ids = {tok_->eot()};
@@ -256,8 +292,11 @@ TEST_F(SigmaExec, Exp3SlopesAndExp3efFromTheGraph) {
   expect_near(e3.at("words").at("spring").at("f"), slope, 2e-5, "spring f(l)");
   EXPECT_EQ(e3.at("words").at("spring").at("h_values").size(), 20u);
   const json& ef = r.results.at("exp3ef/" + label());
-  double fmax = *std::max_element(slope.begin(), slope.end());
-  if (fmax >= 1e-8) EXPECT_NEAR(ef.at("g_per_word").at("spring").at(1).get<double>(), slope[1] / fmax, 1e-4);
+  const double fmax = *std::max_element(slope.begin(), slope.end());
+  ASSERT_GE(fmax, 1e-8);  // spring is kept on this model
+  for (int l = 0; l <= kLayers; ++l)
+    EXPECT_NEAR(ef.at("g_per_word").at("spring").at(l).get<double>(), slope[l] / fmax, 1e-4) << l;
+  EXPECT_EQ(ef.at("words"), json({"rock", "spring", "bass", "light"}));  // GRADIENT_PROMPTS order
   EXPECT_EQ(ef.at("g_mean").size(), static_cast<size_t>(kLayers + 1));
   EXPECT_FALSE(r.results.at("exp3ef/" + label() + "/truncated").at("binding").get<bool>());
   // Provenance survives the intermediate CPU units down to the report.

@@ -132,6 +132,11 @@ TEST(SigmaPlan, Exp3efWithOneModelDropsGUnlessAskedFor) {
   }
 }
 
+TEST(SigmaPlan, CrossModelComparisonNeedsThreeLayers) {
+  EXPECT_THROW(make("exp3ef", "efg", {{"model", "/m/a,/m/b"}, {"n_layer", "2,4"}, {"n_head", "2,2"}}), PlanError);
+  EXPECT_NO_THROW(make("exp3ef", "efg", {{"model", "/m/a,/m/b"}, {"n_layer", "3,4"}, {"n_head", "2,2"}}));
+}
+
 TEST(SigmaPlan, BadModelsAreRefused) {
   EXPECT_THROW(make("exp1", "", {{"model", "gpt2,gpt2"}}), PlanError);
   EXPECT_THROW(make("exp1", "", {{"model", "/tmp/some-folder"}}), PlanError);  // dims unknown

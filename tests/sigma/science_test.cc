@@ -102,6 +102,20 @@ TEST(SigmaScience, LinearResponseRecoversSlopesAndThresholds) {
   EXPECT_NEAR(lin.depths[0].slope, b, 1e-12);
 }
 
+TEST(SigmaScience, FmaxIsTheSignedMaximum) {
+  // Slopes −0.8 (depth 0), then +0.2: max |f| would pick −0.8; the spec's
+  // f_max is the signed maximum.
+  const std::vector<double> hs = {-1, 0, 1};
+  std::vector<std::vector<double>> sigma;
+  for (double h : hs) sigma.push_back({-0.8 * h, 0.2 * h, h});
+  const Linearity lin = linear_response(sigma);
+  EXPECT_NEAR(lin.f[0], -0.8, 1e-12);
+  EXPECT_NEAR(lin.f_max, 1.0, 1e-12);
+  std::vector<std::vector<double>> neg;
+  for (double h : hs) neg.push_back({-0.8 * h, 0.2 * h, 0.1 * h});
+  EXPECT_NEAR(linear_response(neg).f_max, 0.2, 1e-12);
+}
+
 TEST(SigmaScience, UniversalGSkipsFlatWordsAndAverages) {
   const UniversalG u = universal_g({"a", "flat", "b"}, {{0, 1, 2}, {0, 0, 0}, {0, 2, 1}});
   EXPECT_EQ(u.words, (std::vector<std::string>{"a", "b"}));
