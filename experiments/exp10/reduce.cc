@@ -21,6 +21,37 @@ double r2(double x) { return round_to(x, 2); }
 double r4(double x) { return round_to(x, 4); }
 double r6(double x) { return round_to(x, 6); }
 
+namespace {
+// numpy's pairwise_sum (umath/loops_utils.h): < 8 values sequentially, up to
+// 128 in eight interleaved accumulators, longer runs split in halves whose
+// length is a multiple of 8.
+double np_pairwise_sum(const double* a, size_t n) {
+  if (n < 8) {
+    double res = 0.;
+    for (size_t i = 0; i < n; ++i) res += a[i];
+    return res;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (int j = 0; j < 8; ++j) r[j] = a[j];
+    size_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+  }
+  size_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return np_pairwise_sum(a, n2) + np_pairwise_sum(a + n2, n - n2);
+}
+}  // namespace
+
+double np_mean(const std::vector<double>& v) {
+  if (v.empty()) return std::nan("");
+  return (0.0 + np_pairwise_sum(v.data(), v.size())) / static_cast<double>(v.size());
+}
+
 PplPoint read_ppl(const json& r, const std::string& job_name) {
   PplPoint p;
   if (!r.is_object()) throw std::runtime_error("input " + job_name + " is not an exp10.ppl result");

@@ -275,8 +275,10 @@ json reduce_exp10(Ctx& c) {
   const auto rows = read_head_table(a);
   const std::string m = c.label;
 
+  // The original writes this document in the run that computed A, with
+  // the fresh (unrounded) baseline; exp10a_{m}.json keeps the rounded one.
   json doc = {{"model", c.param("model")},
-              {"baseline_ppl", a.at("baseline_ppl")},
+              {"baseline_ppl", baseline_exact(a)},
               {"n_layers", c.n_layer},
               {"n_heads", c.n_head},
               {"max_tokens", c.param_int("max_tokens", 0)}};
@@ -291,13 +293,14 @@ json reduce_exp10(Ctx& c) {
     n10 += std::fabs(d) < 0.10;
     nneg += d < 0;
   }
+  // Unrounded, as the original writes them (numpy over the 6-dp ΔPPLs).
   json stats = {{"n_negligible_1pct", n1},
                 {"n_small_10pct", n10},
                 {"n_negative", nneg},
-                {"mean_delta_ppl", r6(analysis::mean(deltas))},
-                {"median_delta_ppl", r6(analysis::median(deltas))},
-                {"max_delta_ppl", r6(analysis::max_of(deltas))},
-                {"min_delta_ppl", r6(analysis::min_of(deltas))}};
+                {"mean_delta_ppl", np_mean(deltas)},
+                {"median_delta_ppl", analysis::median(deltas)},
+                {"max_delta_ppl", analysis::max_of(deltas)},
+                {"min_delta_ppl", analysis::min_of(deltas)}};
   std::string zipf_why;
   const auto zipf = analysis::zipf_fit(deltas, &zipf_why);
   json ranking = json::array();
@@ -307,7 +310,7 @@ json reduce_exp10(Ctx& c) {
                        {"head", rank[i].head},
                        {"ppl_ablated", rank[i].ppl},
                        {"delta_ppl", rank[i].delta}});
-  json zipf_json = zipf ? json{{"C", r6(zipf->C)}, {"alpha", r6(zipf->alpha)}, {"r2", r6(zipf->r2)},
+  json zipf_json = zipf ? json{{"C", zipf->C}, {"alpha", zipf->alpha}, {"r2", zipf->r2},
                                {"n_points", zipf->n_points}}
                         : json{{"C", nullptr}, {"alpha", nullptr}, {"error", zipf_why}};
   doc["exp10b"] = {{"ranking", ranking}, {"statistics", stats}, {"zipf_fit", zipf_json}};
@@ -325,8 +328,8 @@ json reduce_exp10(Ctx& c) {
     std::vector<double> v;
     for (const auto& r : rows)
       if (r.layer == l) v.push_back(r.delta);
-    layer_mean[l] = r6(analysis::mean(v));
-    layer_max[l] = r6(analysis::max_of(v));
+    layer_mean[l] = np_mean(v);  // unrounded, as the original writes and correlates them
+    layer_max[l] = analysis::max_of(v);
   }
   json gcorr = nullptr;
   std::string gcorr_note;
@@ -356,13 +359,11 @@ json reduce_exp10(Ctx& c) {
         for (int l = 0; l < c.n_layer; ++l) dg_dl.push_back((gm[l + 1] - gm[l]) / (ln[l + 1] - ln[l]));
         const auto pr = analysis::pearson(dg_dl, layer_mean);
         const auto sr = analysis::spearman(dg_dl, layer_mean);
-        json dg = json::array();
-        for (double v : dg_dl) dg.push_back(r6(v));
-        gcorr = {{"dg_dl", dg},
-                 {"corr_pearson", r6(pr.r)},
-                 {"p_pearson", r6(pr.p)},
-                 {"corr_spearman", r6(sr.r)},
-                 {"p_spearman", r6(sr.p)}};
+        gcorr = {{"dg_dl", dg_dl},
+                 {"corr_pearson", pr.r},
+                 {"p_pearson", pr.p},
+                 {"corr_spearman", sr.r},
+                 {"p_spearman", sr.p}};
       } catch (const std::exception& e) {
         gcorr_note = std::string("skipped: exp3ef result unusable: ") + e.what();
       }

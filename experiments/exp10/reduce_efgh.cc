@@ -81,7 +81,7 @@ void exp10b_figures(Ctx& c, const json& a, const json* cd, const json* ed, const
                                 ppl),
                   rp}});
   }
-  if (hd) {
+  if (hd && hd->contains("cumulative_harmful_first")) {
     std::vector<std::string> heads;
     S zero{"ΔPPL zero-ablation"};
     for (const auto& r : hd->at("harmful_zero")) {
@@ -152,6 +152,20 @@ json reduce_h(Ctx& c) {
   const double base = rounded_baseline(a);
   const auto hz = harmful(read_head_table(a));
   const auto hm = harmful(read_head_table(e));
+  if (hz.empty()) {
+    // As the original: no joint tests, no harmful-first curve, and no
+    // exp10h_harmful_heads file; exp10_phase1.5's exp10h holds the two lists.
+    for (const char* in : {"h/joint_zero", "h/joint_mean"})
+      if (!read_ppl(c.input(in), in).skipped)
+        throw std::runtime_error(std::string("exp10h: ") + in + " ran although no head has ΔPPL_zero < 0");
+    if (!c.steps("h/step/").empty())
+      throw std::runtime_error("exp10h: a harmful-first step ran although no head has ΔPPL_zero < 0");
+    json doc = {{"harmful_zero", json::array()},
+                {"harmful_mean", head_rows(hm, false)},
+                {"joint_tests", "skipped: no harmful heads (zero-ablation ΔPPL < 0)"}};
+    doc["provenance"] = c.provenance();
+    return doc;
+  }
   const PplPoint jz = read_ppl(c.input("h/joint_zero"), "h/joint_zero");
   const PplPoint jm = read_ppl(c.input("h/joint_mean"), "h/joint_mean");
   const auto rest = named_order("harmful_rest", a, e, nullptr);
@@ -314,12 +328,17 @@ json reduce_exp10b(Ctx& c) {
     R::Table t({"head", "ΔPPL zero"}, "lr");
     for (const auto& r : hd->at("harmful_zero"))
       t.row({head_name(r.at("layer").get<int>(), r.at("head").get<int>()), R::pct(r.at("delta_ppl").get<double>(), 2)});
-    md += "Heads with ΔPPL_zero < 0: " + std::to_string(hd->at("harmful_zero").size()) + "\n\n" + t.str() + "\n";
-    md += "Joint zero-ablation of these heads: PPL " + R::fixed(hd->at("joint_zero_ppl").get<double>(), 2) + ", ΔPPL " +
-          R::pct(hd->at("joint_zero_delta").get<double>(), 2) + " (sum of individual ΔPPL " +
-          R::pct(hd->at("harmful_zero_sum_delta").get<double>(), 2) + "); joint mean-ablation: PPL " +
-          R::fixed(hd->at("joint_mean_ppl").get<double>(), 2) + ", ΔPPL " +
-          R::pct(hd->at("joint_mean_delta").get<double>(), 2) + ".\n\n";
+    md += "Heads with ΔPPL_zero < 0: " + std::to_string(hd->at("harmful_zero").size()) + "\n\n";
+    const bool joint = hd->contains("joint_zero_ppl");  // absent: no harmful head, joint tests skipped
+    if (!joint)
+      md += "No harmful heads: the joint tests and the harmful-first curve are skipped, as in the original.\n\n";
+    else
+      md += t.str() + "\n" + "Joint zero-ablation of these heads: PPL " +
+            R::fixed(hd->at("joint_zero_ppl").get<double>(), 2) + ", ΔPPL " +
+            R::pct(hd->at("joint_zero_delta").get<double>(), 2) + " (sum of individual ΔPPL " +
+            R::pct(hd->at("harmful_zero_sum_delta").get<double>(), 2) + "); joint mean-ablation: PPL " +
+            R::fixed(hd->at("joint_mean_ppl").get<double>(), 2) + ", ΔPPL " +
+            R::pct(hd->at("joint_mean_delta").get<double>(), 2) + ".\n\n";
     md += "Heads with ΔPPL_mean < 0: " + std::to_string(hd->at("harmful_mean").size());
     {
       const auto& hm = hd->at("harmful_mean");
@@ -327,12 +346,15 @@ json reduce_exp10b(Ctx& c) {
         md += std::string(i ? ", " : " — ") + head_name(hm[i].at("layer").get<int>(), hm[i].at("head").get<int>()) +
               " " + R::pct(hm[i].at("delta_ppl").get<double>(), 2);
     }
-    md += "\n\n\"Harmful first\" (harmful heads zeroed, then layer-1+ heads mean-ablated by |ΔPPL_mean|):\n\n";
-    R::Table cum({"additional", "total ablated", "PPL", "ratio"}, "rrrr");
-    for (const auto& r : hd->at("cumulative_harmful_first"))
-      cum.row({std::to_string(r.at("n_additional").get<int>()), std::to_string(r.at("n_total_ablated").get<int>()),
-               R::fixed(r.at("ppl").get<double>(), 2), R::fixed(r.at("ratio").get<double>(), 3)});
-    md += cum.str() + "\n";
+    md += "\n\n";
+    if (joint) {
+      md += "\"Harmful first\" (harmful heads zeroed, then layer-1+ heads mean-ablated by |ΔPPL_mean|):\n\n";
+      R::Table cum({"additional", "total ablated", "PPL", "ratio"}, "rrrr");
+      for (const auto& r : hd->at("cumulative_harmful_first"))
+        cum.row({std::to_string(r.at("n_additional").get<int>()), std::to_string(r.at("n_total_ablated").get<int>()),
+                 R::fixed(r.at("ppl").get<double>(), 2), R::fixed(r.at("ratio").get<double>(), 3)});
+      md += cum.str() + "\n";
+    }
   }
   exp10b_figures(c, a, cd, ed, fd, gd, hd);
   md += figures_section(c);

@@ -29,7 +29,7 @@ json method_stats_of(const std::vector<double>& d) {
     neg += v < 0;
     small += std::fabs(v) < 0.01;
   }
-  return {{"mean", r6(analysis::mean(d))},
+  return {{"mean", r6(np_mean(d))},
           {"median", r6(analysis::median(d))},
           {"max", r6(analysis::max_of(d))},
           {"n_negative", neg},
@@ -236,7 +236,9 @@ json reduce_j(Ctx& c) {
     std::vector<double> d;
     for (const auto& [h, by] : tab) d.push_back(by.at(m));
     stats[m] = method_stats_of(d);
-    const double mu = analysis::mean(d);
+    // As the original: min over the stored (6-dp) means; a tie keeps the
+    // earlier method of [relu, l1, identity].
+    const double mu = stats[m].at("mean").get<double>();
     if (best_method.empty() || mu < best_mean) {
       best_method = m;
       best_mean = mu;
@@ -246,15 +248,15 @@ json reduce_j(Ctx& c) {
   if (e)
     for (const auto& r : read_head_table(*e)) mean[r.id()] = r.delta;
   std::vector<HeadDelta> best_rows, mixed_rows;
+  // Only the methods some head picked, as the original's dict of counts.
   json counts = json::object();
-  for (const auto& m : linear_methods()) counts[m] = 0;
   std::vector<double> mixed_d;
   int better = 0;
   for (const auto& [h, by] : tab) {  // std::map: layer-major order
     std::string pick = linear_methods().front();
     for (const auto& m : linear_methods())
       if (by.at(m) < by.at(pick)) pick = m;  // strict: ties keep the earlier method
-    counts[pick] = counts[pick].get<int>() + 1;
+    counts[pick] = counts.value(pick, 0) + 1;
     mixed_d.push_back(by.at(pick));
     if (e && by.at(pick) < mean.at(h)) ++better;
     best_rows.push_back({h.layer, h.head, 0, by.at(best_method), ""});
@@ -263,7 +265,7 @@ json reduce_j(Ctx& c) {
   json doc = {{"method_stats", stats},
               {"best_method", best_method},
               {"method_counts_mixed", counts},
-              {"mixed_mean_dppl", r6(analysis::mean(mixed_d))},
+              {"mixed_mean_dppl", r6(np_mean(mixed_d))},
               {"n_better_than_mean", e ? json(better) : json(nullptr)},
               {"best_ranking", head_rows(by_abs_ascending(best_rows), false)},
               {"mixed_ranking", head_rows(by_abs_ascending(mixed_rows), false)}};
@@ -301,18 +303,25 @@ json reduce_l(Ctx& c) {
   const int total = c.n_layer * c.n_head;
   json seq = json::object();
   for (int n : {128, 512, 1024, 2048}) {
-    const double N = n, D = d;
-    const double soft = 4 * N * N * D + 6 * N * N;  // QKᵀ 2n²d + scale n² + softmax 5n² + AV 2n²d
-    const double lin = 4 * N * N * D + 4 * N * N;   // activation n² + normalisation 2n²
-    const double kern = 6 * N * D * D;
+    // Integer FLOP counts, as the original (Python ints).
+    const int64_t N = n, D = d;
+    const int64_t soft = 2 * N * N * D + N * N + 5 * N * N + 2 * N * N * D;  // QKᵀ + scale + softmax + AV
+    const int64_t lin = 2 * N * N * D + N * N + N * N + 2 * N * N + 2 * N * N * D;  // … + activation + normalisation
+    const int64_t kern = 6 * N * D * D;
     json trade = json::array();
     for (const auto& r : k.at("cumulative_best")) {
-      const int kk = r.at("n_linearized").get<int>();
-      const double all = total * soft;
+      const int64_t kk = r.at("n_linearized").get<int64_t>();
+      const int64_t all = total * soft;
+      // Python's int / int is the correctly rounded quotient; these sums
+      // stay below 2^53, so the double division below is the same.
+      auto pct = [&](int64_t per_head) {
+        const int64_t with = (total - kk) * soft + kk * per_head;
+        return r2((1.0 - static_cast<double>(with) / static_cast<double>(all)) * 100.0);
+      };
       trade.push_back({{"n_linearized", kk},
                        {"ppl_ratio", r.at("ratio")},
-                       {"savings_linear_pct", r2(100.0 * (1.0 - ((total - kk) * soft + kk * lin) / all))},
-                       {"savings_kernel_pct", r2(100.0 * (1.0 - ((total - kk) * soft + kk * kern) / all))}});
+                       {"savings_linear_pct", pct(lin)},
+                       {"savings_kernel_pct", pct(kern)}});
     }
     seq[std::to_string(n)] = {{"flops_per_head_softmax", soft},
                               {"flops_per_head_linear", lin},
@@ -374,7 +383,7 @@ json reduce_exp10c(Ctx& c) {
           "**. Best method per head: ";
     bool first = true;
     for (const auto& meth : linear_methods()) {
-      md += std::string(first ? "" : ", ") + meth + " " + std::to_string(jd->at("method_counts_mixed").at(meth).get<int>());
+      md += std::string(first ? "" : ", ") + meth + " " + std::to_string(jd->at("method_counts_mixed").value(meth, 0));
       first = false;
     }
     md += "; mixed mean ΔPPL " + R::pct(jd->at("mixed_mean_dppl").get<double>(), 2) + "; heads whose best linear ΔPPL < " +

@@ -22,6 +22,10 @@ double r2(double x);
 double r4(double x);
 double r6(double x);
 
+// numpy.mean of a float64 vector, summed as numpy does (pairwise, 8-way
+// unrolled blocks of 128): the original's unrounded means, last bit included.
+double np_mean(const std::vector<double>& v);
+
 // One exp10.ppl result.
 struct PplPoint {
   double ppl = 0;      // exp(nll / n), unrounded

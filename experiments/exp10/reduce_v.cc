@@ -55,7 +55,9 @@ json reduce_v(Ctx& c) {
     const std::string name = "v/top/" + std::to_string(r);
     const PplPoint p = read_ppl(c.input(name), name);
     const auto& h = rank2k[r - 1];
-    const double d_full = r6(dfull(p.ppl)), d_2k = h.delta;
+    // diff_pct from the unrounded Δ_full (as the original); the rank by
+    // the stored (6-dp) one.
+    const double d_raw = dfull(p.ppl), d_full = r6(d_raw), d_2k = h.delta;
     v2.push_back({{"layer", h.layer},
                   {"head", h.head},
                   {"rank_2k", r},
@@ -63,7 +65,7 @@ json reduce_v(Ctx& c) {
                   {"delta_ppl_full", d_full},
                   {"ppl_2k", h.ppl},
                   {"delta_ppl_2k", d_2k},
-                  {"diff_pct", r1((d_full - d_2k) / std::max(std::fabs(d_2k), 1e-8) * 100.0)}});
+                  {"diff_pct", r1((d_raw - d_2k) / std::max(std::fabs(d_2k), 1e-8) * 100.0)}});
     by_full.push_back({d_full, r - 1});
   }
   std::stable_sort(by_full.begin(), by_full.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
@@ -76,16 +78,26 @@ json reduce_v(Ctx& c) {
   double mean_2k = NAN;
   for (const auto& r : read_head_table(e))
     if (r.id() == top.id()) mean_2k = r.delta;
-  const double zf = r6(dfull(z.ppl)), mf = r6(dfull(mn.ppl));
+  // reduction_full divides the unrounded ΔPPLs; reduction_2k the stored
+  // 2K ones. As the original: a zero mean ΔPPL gives no finite reduction
+  // (null), and a 2K reduction of 0 is recorded as null.
+  const double zraw = dfull(z.ppl), mraw = dfull(mn.ppl);
+  const double zf = r6(zraw), mf = r6(mraw);
+  const json red_full = mraw != 0 ? json(r1(zraw / std::max(std::fabs(mraw), 1e-8))) : json(nullptr);
+  json red_2k = nullptr;
+  if (!std::isnan(mean_2k) && mean_2k != 0) {
+    const double r = top.delta / std::max(std::fabs(mean_2k), 1e-8);
+    if (r != 0) red_2k = r1(r);
+  }
   json v3 = {{"head", head_name(top.id())},
              {"zero_ppl_full", r4(z.ppl)},
              {"zero_dppl_full", zf},
              {"mean_ppl_full", r4(mn.ppl)},
              {"mean_dppl_full", mf},
-             {"reduction_full", r1(zf / std::max(std::fabs(mf), 1e-8))},
+             {"reduction_full", red_full},
              {"zero_dppl_2k", top.delta},
-             {"mean_dppl_2k", mean_2k},
-             {"reduction_2k", r1(top.delta / std::max(std::fabs(mean_2k), 1e-8))}};
+             {"mean_dppl_2k", std::isnan(mean_2k) ? json(nullptr) : json(mean_2k)},
+             {"reduction_2k", red_2k}};
 
   // V4: ReLU cumulative on the 2K best ranking.
   const auto steps = c.steps("v/step/");
@@ -107,38 +119,48 @@ json reduce_v(Ctx& c) {
   const json thr_full = thresholds_of(v4, "n_linearized");
   const json thr_2k = k.at("thresholds_best");
 
-  // V5: comparison rows.
+  // V5: comparison rows, labelled as the original labels them (its V3
+  // rows name L0H8, the top head of gpt2's 2K ranking; here the top head).
+  // diff_pct: the baseline row at 2 dp from the unrounded full PPL; the V2
+  // rows carry V2's diff_pct; the others at 1 dp from the stored values.
   json rows = json::array();
-  auto add = [&](const std::string& what, double v2k, double vfull, double diff) {
-    rows.push_back({{"measurement", what}, {"value_2k", v2k}, {"value_full", vfull}, {"diff_pct", r1(diff)}});
+  auto add = [&](const std::string& what, const json& v2k, const json& vfull, const json& diff) {
+    rows.push_back({{"measurement", what}, {"value_2k", v2k}, {"value_full", vfull}, {"diff_pct", diff}});
   };
-  add("baseline_ppl", ppl_2k, r4(full), (full - ppl_2k) / ppl_2k * 100.0);
+  auto rel1 = [](double v2k, double vf) { return r1((vf - v2k) / std::max(std::fabs(v2k), 1e-8) * 100.0); };
+  add("Baseline PPL", r4(ppl_2k), r4(full), r2((full - ppl_2k) / ppl_2k * 100.0));
   for (const auto& r : v2)
-    add(head_name(r.at("layer").get<int>(), r.at("head").get<int>()) + "_zero_dppl", r.at("delta_ppl_2k").get<double>(),
-        r.at("delta_ppl_full").get<double>(), r.at("diff_pct").get<double>());
-  auto rel = [](double v2k, double vf) { return (vf - v2k) / std::max(std::fabs(v2k), 1e-8) * 100.0; };
-  add(head_name(top.id()) + "_zero_dppl", top.delta, zf, rel(top.delta, zf));
-  add(head_name(top.id()) + "_mean_dppl", mean_2k, mf, rel(mean_2k, mf));
-  add(head_name(top.id()) + "_reduction", v3.at("reduction_2k").get<double>(), v3.at("reduction_full").get<double>(),
-      rel(v3.at("reduction_2k").get<double>(), v3.at("reduction_full").get<double>()));
+    add("Zero " + head_name(r.at("layer").get<int>(), r.at("head").get<int>()) + " ΔPPL", r.at("delta_ppl_2k"),
+        r.at("delta_ppl_full"), r.at("diff_pct"));
+  const std::string top_name = head_name(top.id());
+  add(top_name + " zero ΔPPL", top.delta, zf, rel1(top.delta, zf));
+  add(top_name + " mean ΔPPL", v3.at("mean_dppl_2k"), mf,
+      std::isnan(mean_2k) ? json(nullptr) : json(rel1(mean_2k, mf)));
+  // The 2K reduction is null when it is 0 or undefined: no diff then.
+  const json& red2k = v3.at("reduction_2k");
+  const json& redf = v3.at("reduction_full");
+  add(top_name + " reduction ratio", red2k, redf,
+      red2k.is_null() || redf.is_null() ? json(nullptr) : json(rel1(red2k.get<double>(), redf.get<double>())));
   for (const auto& r : v4) {
     const int n = r.at("n_linearized").get<int>();
     if (n == 0 || r.at("ratio_2k").is_null()) continue;
     const double r2k = r.at("ratio_2k").get<double>(), rf = r.at("ratio").get<double>();
-    const double diff = std::fabs(r2k - 1) <= 1e-4 ? 0.0 : (rf - r2k) / std::max(std::fabs(r2k - 1), 1e-8) * 100.0;
-    add("relu_" + std::to_string(n) + "_ratio", r2k, rf, diff);
+    const double diff =
+        std::fabs(r2k - 1.0) > 1e-4 ? r1((rf - r2k) / std::max(std::fabs(r2k - 1.0), 1e-8) * 100.0) : 0.0;
+    add("ReLU cumul n=" + std::to_string(n) + " ratio", r2k, rf, diff);
   }
-  double sum = 0;
-  int cnt = 0;
+  // Mean over rows with a diff and |value_2k| > 1e-4 (a null value_2k
+  // counts as 0); the direction is decided on the unrounded mean.
+  std::vector<double> diffs;
   for (const auto& r : rows) {
-    if (r.at("value_2k").is_null() || r.at("diff_pct").is_null()) continue;
-    const double v = r.at("value_2k").get<double>(), d = r.at("diff_pct").get<double>();
-    if (std::isnan(v) || std::isnan(d) || std::fabs(v) <= 1e-4) continue;
-    sum += d;
-    ++cnt;
+    if (r.at("diff_pct").is_null()) continue;
+    const double v = r.at("value_2k").is_null() ? 0.0 : r.at("value_2k").get<double>();
+    if (!(std::fabs(v) > 1e-4)) continue;
+    diffs.push_back(r.at("diff_pct").get<double>());
   }
-  const double mean_diff = cnt ? r1(sum / cnt) : 0.0;
-  const std::string bias = mean_diff > 5 ? "過大推定" : (mean_diff < -5 ? "過小推定" : "概ね一致");
+  const double mean_diff_raw = diffs.empty() ? 0.0 : np_mean(diffs);
+  const double mean_diff = r1(mean_diff_raw);
+  const std::string bias = mean_diff_raw > 5 ? "過大推定" : (mean_diff_raw < -5 ? "過小推定" : "概ね一致");
   bool maintained = true;
   for (const char* t : {"1.1", "1.5", "2.0"})
     maintained = maintained && std::abs(thr_full.at(t).get<int>() - thr_2k.at(t).get<int>()) <= 10;
@@ -183,7 +205,8 @@ json reduce_v(Ctx& c) {
     R::Table t({"", "2K", "full"}, "lrr");
     t.row({"zero ΔPPL", R::fixed(top.delta, 4), R::fixed(zf, 4)});
     t.row({"mean ΔPPL", R::fixed(mean_2k, 4), R::fixed(mf, 4)});
-    t.row({"reduction", R::fixed(v3.at("reduction_2k").get<double>(), 1) + "×", R::fixed(v3.at("reduction_full").get<double>(), 1) + "×"});
+    auto red = [](const json& v) { return v.is_null() ? std::string("n/a") : R::fixed(v.get<double>(), 1) + "×"; };
+    t.row({"reduction", red(v3.at("reduction_2k")), red(v3.at("reduction_full"))});
     md += t.str() + "\n";
   }
   md += "## V4: cumulative ReLU linearisation (best ranking from 2K)\n\n";
@@ -204,7 +227,8 @@ json reduce_v(Ctx& c) {
   }
   // bias_direction keeps the original's (Japanese) value in the JSON; the
   // report says it in English.
-  const std::string bias_en = mean_diff > 5 ? "over-estimate" : (mean_diff < -5 ? "under-estimate" : "roughly equal");
+  const std::string bias_en =
+      mean_diff_raw > 5 ? "over-estimate" : (mean_diff_raw < -5 ? "under-estimate" : "roughly equal");
   md += "## V5: summary\n\nMean difference over comparable rows: " + R::fixed(mean_diff, 1) + " % — bias: " + bias_en +
         ". Conclusions maintained (every threshold within 10 heads): **" + (maintained ? "YES" : "NO") + "**\n\n";
   md += figures_section(c);

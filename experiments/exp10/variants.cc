@@ -100,9 +100,21 @@ ResolvedVariant resolve_variant(const JobSpec& job) {
   } else if (type == "harmful_joint") {
     const std::string op = v.at("op").get<std::string>();
     d["op"] = op;
-    for (const auto& r : harmful(read_head_table(input_doc(job, "a/reduce")))) b.add(r.layer, r.head, op);
+    const auto bad = harmful(read_head_table(input_doc(job, "a/reduce")));
+    if (bad.empty()) {  // the original skips the joint tests (spec §10.2)
+      b.out.skipped = true;
+      b.out.skip_reason = "no harmful heads (no ΔPPL_zero < 0): the joint tests are skipped";
+      return b.out;
+    }
+    for (const auto& r : bad) b.add(r.layer, r.head, op);
   } else if (type == "harmful_first") {
     const auto bad = harmful(read_head_table(input_doc(job, "a/reduce")));
+    if (bad.empty()) {  // no joint tests, so no harmful-first curve either
+      b.out.skipped = true;
+      b.out.skip_reason = "no harmful heads (no ΔPPL_zero < 0): the joint tests are skipped";
+      d["n_harmful"] = 0;
+      return b.out;
+    }
     static const json kNull;
     const auto rest = named_order("harmful_rest", input_doc(job, "a/reduce"), input_doc(job, "e/reduce"), kNull);
     int n = v.at("n").get<int>();

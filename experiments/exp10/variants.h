@@ -11,6 +11,8 @@
 //   {"type":"harmful_first","n":N}    harmful heads zeroed + first N of
 //        "harmful_rest" mean-ablated; N = −1 means all; an N at or past the
 //        real count resolves to skipped (the plan cannot know the count)
+//        Without harmful heads both resolve to skipped (the original skips
+//        the joint tests and the harmful-first curve).
 //   {"type":"top_zero","rank":R}  the R-th head of exp10a's ranking, zeroed
 //   {"type":"top_mean"}           the top head of exp10a's ranking, mean-ablated
 // OP ∈ zero | mean | relu | l1 | identity. Mean ops read the head means

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -16,6 +17,9 @@
 namespace spt::platform {
 
 namespace {
+
+std::atomic<int64_t> g_calls{0}, g_prompts{0}, g_forwards{0};  // probe_stats()
+
 
 std::string normalise_token(std::string s) {
   const char* ws = " \t\n\r\f\v";
@@ -268,7 +272,15 @@ ProbeResult probe(gpt2::Model& m, const Tokenizer& tok, const ProbeRequest& req)
       }
     }
   }
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  g_prompts.fetch_add(static_cast<int64_t>(N), std::memory_order_relaxed);
+  g_forwards.fetch_add(out.forwards, std::memory_order_relaxed);
   return out;
+}
+
+ProbeStats probe_stats() {
+  return {g_calls.load(std::memory_order_relaxed), g_prompts.load(std::memory_order_relaxed),
+          g_forwards.load(std::memory_order_relaxed)};
 }
 
 std::vector<LensTop> logit_lens(gpt2::Model& m, const Tokenizer& tok, const std::vector<float>& rows, int n_rows,

@@ -79,6 +79,13 @@ struct ProbeResult {
 // target (std::runtime_error from find_target, prefixed with the prompt).
 ProbeResult probe(gpt2::Model& m, const Tokenizer& tok, const ProbeRequest& req);
 
+// Totals over every probe() call of this process that ran a forward: for
+// benchmarks (how many forwards a batch of prompts took). Thread-safe.
+struct ProbeStats {
+  int64_t calls = 0, prompts = 0, forwards = 0;
+};
+ProbeStats probe_stats();
+
 struct LensTop {
   std::vector<int32_t> ids;        // top-k, most probable first
   std::vector<std::string> tokens; // tok.token_str(id)
