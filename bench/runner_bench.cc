@@ -27,6 +27,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "children.h"
 #include "client/connection.h"
 #include "spt/util.h"
 
@@ -36,80 +37,14 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = spt::v1;
+using spt::bench::Child;
+using spt::bench::cpu_s;
+using spt::bench::free_port;
+using spt::bench::stop;
 
-struct Child {
-  pid_t pid = -1;
-};
-
+// Children see no SPT_* variable of the bench's environment.
 Child spawn(const std::vector<std::string>& argv, const std::string& log, const std::string& token) {
-  std::vector<std::string> args = argv, env;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "SPT_", 4) != 0) env.emplace_back(*e);
-  env.push_back("SPT_TOKEN=" + token);
-  std::vector<char*> a, en;
-  for (auto& s : args) a.push_back(s.data());
-  a.push_back(nullptr);
-  for (auto& s : env) en.push_back(s.data());
-  en.push_back(nullptr);
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execve(a[0], a.data(), en.data());
-    _exit(127);
-  }
-  close(fd);
-  return {pid};
-}
-
-void stop(Child& c) {
-  if (c.pid <= 0) return;
-  kill(c.pid, SIGTERM);
-  for (int i = 0; i < 300; ++i) {
-    if (waitpid(c.pid, nullptr, WNOHANG) == c.pid) {
-      c.pid = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(c.pid, SIGKILL);
-  waitpid(c.pid, nullptr, 0);
-  c.pid = -1;
-}
-
-// utime + stime of a live process, in seconds.
-double cpu_s(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto rp = s.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream f(s.substr(rp + 2));
-  std::string tok;
-  double ut = 0, st = 0;
-  for (int field = 3; f >> tok; ++field) {
-    if (field == 14) ut = std::stod(tok);
-    if (field == 15) {
-      st = std::stod(tok);
-      break;
-    }
-  }
-  return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-int free_port() {
-  for (int p = 20000 + getpid() % 20000;; ++p) {
-    // Cheap probe: try to bind.
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(p));
-    const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    close(fd);
-    if (ok) return p;
-  }
+  return spt::bench::spawn(argv, log, token, [](const std::string& e) { return e.rfind("SPT_", 0) == 0; });
 }
 
 struct Row {

@@ -67,6 +67,9 @@
 #include "spt/plan.h"
 #include "spt/util.h"
 #include "testmodel.h"
+#ifdef SPT_BENCH_POOL
+#include "children.h"
+#endif
 
 #ifdef SPT_BENCH_POOL
 #include <netinet/in.h>
@@ -149,80 +152,19 @@ class Timed : public spt::Executor {
 
 #ifdef SPT_BENCH_POOL
 namespace v1 = spt::v1;
+using spt::bench::Child;
+using spt::bench::free_port;
+using spt::bench::stop;
 
-struct Child {
-  pid_t pid = -1;
-};
-
-// The bench's environment minus the client's connection settings.
+// Children keep the bench's environment (SPT_GNUPLOT, …) but not its
+// client connection settings.
 Child spawn(const std::vector<std::string>& argv, const std::string& log, const std::string& token) {
-  std::vector<std::string> args = argv, env;
-  for (char** e = environ; *e; ++e) {
-    const std::string s = *e;
-    if (s.rfind("SPT_SERVER=", 0) == 0 || s.rfind("SPT_TOKEN", 0) == 0) continue;
-    env.push_back(s);
-  }
-  env.push_back("SPT_TOKEN=" + token);
-  std::vector<char*> a, en;
-  for (auto& s : args) a.push_back(s.data());
-  a.push_back(nullptr);
-  for (auto& s : env) en.push_back(s.data());
-  en.push_back(nullptr);
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execve(a[0], a.data(), en.data());
-    _exit(127);
-  }
-  close(fd);
-  return {pid};
+  return spt::bench::spawn(argv, log, token, [](const std::string& e) {
+    return e.rfind("SPT_SERVER=", 0) == 0 || e.rfind("SPT_TOKEN", 0) == 0;
+  });
 }
-
-void stop(Child& c) {
-  if (c.pid <= 0) return;
-  kill(c.pid, SIGTERM);
-  for (int i = 0; i < 500; ++i) {
-    if (waitpid(c.pid, nullptr, WNOHANG) == c.pid) {
-      c.pid = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  kill(c.pid, SIGKILL);
-  waitpid(c.pid, nullptr, 0);
-  c.pid = -1;
-}
-
-double cpu_s(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto rp = s.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream f(s.substr(rp + 2));
-  std::string tok;
-  double t = 0;
-  for (int field = 3; f >> tok; ++field) {
-    if (field >= 14) t += std::stod(tok);  // utime, stime, cutime, cstime (waited-for children: gnuplot)
-    if (field == 17) break;
-  }
-  return t / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-int free_port() {
-  for (int p = 20000 + getpid() % 20000;; ++p) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(p));
-    const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    close(fd);
-    if (ok) return p;
-  }
-}
+// The worker's CPU includes the gnuplot runs it waited for.
+double cpu_s(pid_t pid) { return spt::bench::cpu_s(pid, true); }
 
 struct PoolRun {
   double wall_s = 0, server_cpu_s = 0, worker_cpu_s = 0;
@@ -260,8 +202,8 @@ class Pool {
     throw std::runtime_error("spt-worker did not register; see " + dir + "/worker.log");
   }
   ~Pool() {
-    stop(worker_);
-    stop(server_);
+    stop(worker_, 10000);
+    stop(server_, 10000);
   }
 
   PoolRun submit(const std::string& exp, const std::string& parts, const std::map<std::string, std::string>& params,

@@ -185,30 +185,6 @@ std::string data_description(const json& prov) {
   return s + " (a file not named wiki.valid.raw: not the WikiText-2 validation split unless renamed; see Provenance)";
 }
 
-std::string provenance_md(const json& prov) {
-  std::string s = "## Provenance\n\n";
-  auto line = [&](const char* label, const char* key) {
-    if (prov.contains(key)) {
-      const json& v = prov.at(key);
-      s += std::string("- ") + label + ": `" + (v.is_string() ? v.get<std::string>() : v.dump()) + "`\n";
-    }
-  };
-  line("model", "model");
-  line("model sha256", "model_sha256");
-  line("data files (as each worker saw them)", "data_files");
-  line("data sha256", "data_sha256");
-  line("tokenizer sha256", "tokenizer_sha256");
-  line("precision", "precision");
-  line("devices", "devices");
-  line("LibTorch", "torch_version");
-  line("code version", "code_version");
-  line("seed", "seed");
-  line("BOS prepended", "bos");
-  if (prov.contains("conflicts"))
-    s += "- **inputs disagree**: `" + prov.at("conflicts").dump() + "`\n";
-  return s + "\n";
-}
-
 void require_steps(const std::map<int, PplPoint>& got, const std::vector<int>& want, const std::string& what) {
   std::string missing;
   for (int n : want)

@@ -76,8 +76,7 @@ report::Panel ratio_panel(std::string title, report::Axis x, std::vector<report:
 std::string layer_color(int i, int n);
 // "## Figures" and every figure emitted so far (Reduce::figures_md).
 std::string figures_section(const Ctx& c);
-// Markdown section listing the provenance of a document.
-std::string provenance_md(const json& prov);
+using platform::provenance_md;
 // "the WikiText-2 validation split" when every worker read wiki.valid.raw,
 // else the file names, said plainly (a report never claims data it did not use).
 std::string data_description(const json& prov);

@@ -188,4 +188,29 @@ std::unique_ptr<Executor> make_reduce_executor(std::vector<std::string> kinds, R
                                           std::move(torch_version));
 }
 
+std::string provenance_md(const json& prov) {
+  std::string s = "## Provenance\n\n";
+  auto line = [&](const char* label, const char* key) {
+    if (!prov.is_object() || !prov.contains(key)) return;
+    const json& v = prov.at(key);
+    s += std::string("- ") + label + ": `" + (v.is_string() ? v.get<std::string>() : v.dump()) + "`\n";
+  };
+  line("model", "model");
+  line("model sha256", "model_sha256");
+  line("random weights (a generated checkpoint: a pipeline check, not science)", "random_weights");
+  line("data files (as each worker saw them)", "data_files");
+  line("data sha256", "data_sha256");
+  line("tokenizer sha256", "tokenizer_sha256");
+  line("prompts sha256", "prompts_sha256");
+  line("precision", "precision");
+  line("devices", "devices");
+  line("LibTorch", "torch_version");
+  line("code version", "code_version");
+  line("seed", "seed");
+  line("BOS prepended", "bos");
+  if (prov.is_object() && prov.contains("conflicts"))
+    s += "- **inputs disagree**: `" + prov.at("conflicts").dump() + "`\n";
+  return s + "\n";
+}
+
 }  // namespace spt::platform

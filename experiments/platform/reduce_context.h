@@ -98,6 +98,11 @@ class Reduce {
   std::vector<std::string> drawing_notes_;
 };
 
+// The "## Provenance" section of a report: every provenance field present
+// (model, data, tokenizer and prompt hashes, random weights, precision,
+// devices, versions, seed, BOS), and the inputs' disagreements loudly.
+std::string provenance_md(const nlohmann::json& prov);
+
 using ReduceFn = std::function<ReduceOutput(const JobSpec&, const ReduceContext&)>;
 
 // An Executor of `kinds` that runs `fn` once per job, serially, with files

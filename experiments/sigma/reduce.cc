@@ -54,27 +54,6 @@ std::string random_banner(const json& prov) {
          "checks the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n";
 }
 
-std::string provenance_md(const json& prov) {
-  std::string s = "## Provenance\n\n";
-  auto line = [&](const char* label, const char* key) {
-    if (prov.is_object() && prov.contains(key)) {
-      const json& v = prov.at(key);
-      s += std::string("- ") + label + ": `" + (v.is_string() ? v.get<std::string>() : v.dump()) + "`\n";
-    }
-  };
-  line("model", "model");
-  line("model sha256", "model_sha256");
-  line("prompts sha256", "prompts_sha256");
-  line("random weights", "random_weights");
-  line("precision", "precision");
-  line("devices", "devices");
-  line("LibTorch", "torch_version");
-  line("code version", "code_version");
-  if (prov.is_object() && prov.contains("conflicts"))
-    s += "- **inputs disagree**: `" + prov.at("conflicts").dump() + "`\n";
-  return s + "\n";
-}
-
 std::string sgn(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%+.*f", digits, v);

@@ -39,8 +39,7 @@ report::Axis lnorm_axis();
 
 // Loud banner for reports on random-weight checkpoints ("" otherwise).
 std::string random_banner(const json& prov);
-// "## Provenance" section.
-std::string provenance_md(const json& prov);
+using platform::provenance_md;
 // "+0.298" style: sign always, `digits` decimals.
 std::string sgn(double v, int digits = 3);
 // The device(s) a document's numbers came from, as one string.
