@@ -6,9 +6,11 @@
 //   spt-engine ablate     same data options + [--heads all|L0H8,L3H1] [--op zero|mean|relu|l1|identity] [--unfused]
 //   spt-engine make-model --out DIR [--preset tiny|gpt2|gpt2-medium] [--layers N --heads N --d-model N
 //                         --d-mlp N --n-ctx N --vocab N --dtype F32|F16|BF16 --legacy-keys --attn-bias --seed N]
+//   spt-engine generate   --model M [--prompt-len 64] [--new 64] [--relu-heads 30] [--runs 1]
 //   spt-engine bench      see engine_bench.cc
 // Common: --device cpu|cuda|cuda:N|mps  --precision fp32|tf32|bf16  --threads N  --no-processing
 //         --memory-mb N  --fast-attention  --json (JSON only)
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -280,8 +282,76 @@ int cmd_make_model(Args& a) {
   return 0;
 }
 
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Greedy generation speed (spec §10.4 P1): baseline and ReLU on the first N
+// heads of layers ≥ 1 (layer-major), full recompute vs KV cache, on a random
+// prompt. Every step copies the logits to the host, so the wall clock
+// includes device synchronisation.
+int cmd_generate(Args& a) {
+  const std::string dir = gpt2::resolve_model_dir(a.need("model"));
+  const auto opt = load_options(a);
+  const int plen = static_cast<int>(a.integer("prompt-len", 64));
+  const int nnew = static_cast<int>(a.integer("new", 64));
+  const int nrelu = static_cast<int>(a.integer("relu-heads", 30));
+  const int runs = static_cast<int>(a.integer("runs", 1));
+  const bool json_only = a.flag("json");
+  a.finish();
+  auto m = gpt2::load_model(dir, opt);
+  const auto& c = m->info().config;
+  std::vector<int32_t> prompt;
+  uint64_t x = 12345;
+  for (int i = 0; i < plen; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    prompt.push_back(static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(c.vocab)));
+  }
+  gpt2::Variant relu;
+  for (int l = std::min(1, c.n_layer - 1); l < c.n_layer; ++l)
+    for (int h = 0; h < c.n_head && static_cast<int>(relu.ops.size()) < nrelu; ++h)
+      relu.ops.push_back({l, h, gpt2::HeadOp::attn_relu, -1, 1.0f, {}});
+  const std::vector<std::pair<std::string, gpt2::Variant>> conds = {
+      {"baseline", {}}, {"relu_" + std::to_string(relu.ops.size()), relu}};
+  {  // warm-up
+    gpt2::GenerateOptions w;
+    w.max_new_tokens = std::min(4, nnew);
+    gpt2::generate(*m, prompt, {}, w);
+    w.kv_cache = true;
+    gpt2::generate(*m, prompt, relu, w);
+  }
+  json rows = json::array();
+  std::ostringstream h;
+  h << "greedy generation, " << plen << "-token prompt + " << nnew << " new tokens, " << runs << " run(s), "
+    << gpt2::device_description(opt.device) << ", " << gpt2::to_string(opt.precision) << "\n";
+  for (const auto& [name, v] : conds) {
+    std::vector<int32_t> toks[2];
+    double tps[2];
+    for (int kv = 0; kv < 2; ++kv) {
+      gpt2::GenerateOptions o;
+      o.max_new_tokens = nnew;
+      o.kv_cache = kv == 1;
+      const double t0 = wall_seconds();
+      for (int r = 0; r < runs; ++r) toks[kv] = gpt2::generate(*m, prompt, v, o).tokens;
+      tps[kv] = static_cast<double>(nnew) * runs / (wall_seconds() - t0);
+    }
+    const bool same = toks[0] == toks[1];
+    char line[200];
+    std::snprintf(line, sizeof line, "  %-10s full %9.1f tok/s   kv %9.1f tok/s   (x%.1f)   same tokens: %s\n",
+                  name.c_str(), tps[0], tps[1], tps[1] / tps[0], same ? "yes" : "NO");
+    h << line;
+    rows.push_back({{"condition", name}, {"full_tokens_per_s", tps[0]}, {"kv_tokens_per_s", tps[1]},
+                    {"same_tokens", same}});
+  }
+  emit(json_only,
+       {{"command", "generate"}, {"model", model_json(*m)}, {"prompt_len", plen}, {"new_tokens", nnew},
+        {"runs", runs}, {"results", rows}},
+       h.str());
+  return 0;
+}
+
 void usage() {
-  std::cerr << "usage: spt-engine forward|ppl|ablate|make-model|bench [options]\n"
+  std::cerr << "usage: spt-engine forward|ppl|ablate|make-model|generate|bench [options]\n"
                "  forward    --model M (--text FILE | --prompt STR) [--top K] [--cache hook,...] [--bos]\n"
                "  ppl        --model M (--text FILE | --wikitext PATH [--split valid|test]) [--chunker V|T]\n"
                "             [--chunk-len N] [--max-tokens N] [--bos]\n"
@@ -289,6 +359,8 @@ void usage() {
                "  make-model --out DIR [--preset tiny|gpt2|gpt2-medium] [--layers N] [--heads N] [--d-model N]\n"
                "             [--d-mlp N] [--n-ctx N] [--vocab N] [--dtype F32|F16|BF16] [--legacy-keys]\n"
                "             [--attn-bias] [--seed N]\n"
+               "  generate   --model M [--prompt-len 64] [--new 64] [--relu-heads 30] [--runs 1]\n"
+               "             greedy tokens/s, baseline and relu, full recompute vs KV cache\n"
                "  bench      [--seq 1024] [--batch 2] [--ablate-heads 12] [--exp10a] [--unfused] [--quick]\n"
                "             [--preset gpt2] [--model M]\n"
                "common: --device cpu|cuda|cuda:N|mps --precision fp32|tf32|bf16 --threads N --no-processing\n"
@@ -312,6 +384,7 @@ int main(int argc, char** argv) {
     if (cmd == "ppl") return cmd_ppl(a);
     if (cmd == "ablate") return cmd_ablate(a);
     if (cmd == "make-model") return cmd_make_model(a);
+    if (cmd == "generate") return cmd_generate(a);
     if (cmd == "bench") return bench_main(a);
     usage();
     std::cerr << "unknown command '" << cmd << "'\n";

@@ -121,6 +121,12 @@ Plan plan_selftest(const Request& req) {
   };
   const int64_t timeout = p.integer("timeout_s", 0, 0, 86400);
   const int64_t attempts = p.integer("max_attempts", 0, 0, 100);
+  // exclusive_every=K (tests of exclusive leasing): map jobs K-1, 2K-1, ...
+  // (every K-th) are exclusive, and every map result records where and when
+  // it ran (worker, t0, t1). Absent from params when 0, so the content keys
+  // of ordinary selftests stay what they were.
+  const int64_t exclusive_every = p.integer("exclusive_every", 0, 0, 1000000);
+  if (exclusive_every > 0) params["exclusive_every"] = exclusive_every;
   p.finish();
 
   Plan plan;
@@ -134,6 +140,7 @@ Plan plan_selftest(const Request& req) {
     jp["i"] = i;
     plan.jobs.push_back({"map/" + std::to_string(i), "selftest.map", std::move(jp), {}, "", false,
                          static_cast<int>(timeout), static_cast<int>(attempts)});
+    plan.jobs.back().exclusive = exclusive_every > 0 && (i + 1) % exclusive_every == 0;
     reduce.deps.push_back(plan.jobs.back().name);
   }
   plan.jobs.push_back(std::move(reduce));

@@ -66,6 +66,7 @@ Outcome run_map(const JobSpec& job, ExecContext& ctx) {
   } catch (const std::exception& e) {
     return Outcome::failure("selftest.map: " + std::string(e.what()), false);
   }
+  const double t0 = monotonic_s();
   const auto attempt = static_cast<uint64_t>(job.attempt);
   if (job.attempt == 1 && unit(seed, i, attempt, kStallSalt) < stall) {
     using clock = std::chrono::steady_clock;
@@ -79,6 +80,16 @@ Outcome run_map(const JobSpec& job, ExecContext& ctx) {
   if (unit(seed, i, attempt, kFailSalt) < fail)
     return Outcome::failure("selftest.map: injected failure on attempt " + std::to_string(job.attempt));
   nlohmann::json result = {{"i", i}, {"value", i}, {"digest", hex64(d)}};
+  // Plans with exclusive_every (tests of exclusive leasing) record where and
+  // when each job ran: steady-clock seconds, comparable across processes
+  // on one machine.
+  if (auto it = job.params.find("exclusive_every"); it != job.params.end() && it->is_number_integer()) {
+    const int64_t k = it->get<int64_t>();
+    result["worker"] = ctx.worker_name;
+    result["t0"] = t0;
+    result["t1"] = monotonic_s();
+    result["exclusive"] = k > 0 && (i + 1) % k == 0;
+  }
   std::vector<OutputFile> files;
   // Test hooks for the worker's blob paths; plans never set these.
   if (auto it = job.params.find("fetch"); it != job.params.end() && it->is_string()) {

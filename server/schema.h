@@ -108,6 +108,12 @@ CREATE TABLE job_events(
   detail TEXT NOT NULL);
 CREATE INDEX job_events_by_job ON job_events(job_id);
 )sql",
+    // ---- v2: exclusive jobs (plan::JobSpec::exclusive)
+    R"sql(
+ALTER TABLE jobs ADD COLUMN exclusive INTEGER NOT NULL DEFAULT 0;
+-- lease: the first leasable exclusive job (few rows: only pending exclusive ones)
+CREATE INDEX jobs_exclusive ON jobs(priority DESC, id) WHERE state = 'pending' AND exclusive = 1;
+)sql",
 };
 
 }  // namespace spt::server

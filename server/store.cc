@@ -53,6 +53,10 @@ std::string content_key(const plan::JobSpec& spec, std::vector<std::string> name
   feed(h, spec.model);
   feed(h, canonical_json(spec.params));
   for (const auto& d : named_dep_keys) feed(h, d);
+  // Only when set, so the keys of every other job stay what they were: a
+  // result measured alone (timing) is not the same as one measured beside
+  // other jobs, and neither stands in for the other.
+  if (spec.exclusive) feed(h, "exclusive");
   return h.hex();
 }
 
@@ -250,7 +254,7 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
       Query q(*db_,
               "INSERT INTO jobs(experiment_id, name, kind, params_json, model, reduce, state, priority, "
               "max_attempts, timeout_s, result_json, content_key, n_deps_left, created_ms, started_ms, "
-              "finished_ms, reused_from) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+              "finished_ms, reused_from, exclusive) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       q.bind(out.experiment_id)
           .bind(spec.name)
           .bind(spec.kind)
@@ -270,6 +274,7 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
         q.bind(reused);
       else
         q.bind_null();
+      q.bind(spec.exclusive ? 1 : 0);
       q.run();
     }
     const int64_t id = db_->last_insert_id();
@@ -297,8 +302,8 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
 
 // ---------------------------------------------------------------- lease
 
-std::vector<int64_t> Store::pick(const std::string& kinds_json, const std::vector<std::string>& loaded,
-                                 int max_jobs, int64_t now) {
+std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string& kinds_json,
+                                 const std::vector<std::string>& loaded, int max_jobs, int64_t now) {
   // The kind filter is a JSON array bound as one parameter so the statement
   // stays cached; NULL means "any kind". INDEXED BY pins the walk in
   // priority order: the planner, left alone, may pick jobs_deferred and
@@ -306,10 +311,18 @@ std::vector<int64_t> Store::pick(const std::string& kinds_json, const std::vecto
   const char* kReady =
       "SELECT id, priority, model FROM jobs INDEXED BY jobs_ready WHERE state = 'pending' AND not_before_ms <= ?1 "
       "AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY priority DESC, id LIMIT ?3";
+  // The same walks without exclusive jobs, which are only ever leased alone.
+  const char* kReadyShared =
+      "SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'pending' AND exclusive = 0 AND not_before_ms <= ?1 "
+      "AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY priority DESC, id LIMIT ?3";
   const char* kAffine =
-      "SELECT id FROM jobs INDEXED BY jobs_affinity WHERE state = 'pending' AND priority = ?1 AND model = ?2 "
-      "AND not_before_ms <= ?3 "
+      "SELECT id FROM jobs INDEXED BY jobs_affinity WHERE state = 'pending' AND exclusive = 0 AND priority = ?1 "
+      "AND model = ?2 AND not_before_ms <= ?3 "
       "AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4))) ORDER BY id LIMIT ?5";
+  const char* kExclusive =
+      "SELECT id, priority FROM jobs INDEXED BY jobs_exclusive WHERE state = 'pending' AND exclusive = 1 "
+      "AND not_before_ms <= ?1 AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) "
+      "ORDER BY priority DESC, id LIMIT 1";
   auto bind_kinds = [&](Query& q) -> Query& {
     if (kinds_json == "[]")
       q.bind_null();
@@ -318,6 +331,19 @@ std::vector<int64_t> Store::pick(const std::string& kinds_json, const std::vecto
     return q;
   };
   std::vector<int64_t> out;
+  // What the worker holds now (leases not yet reported, released or reaped).
+  int64_t n_held = 0;
+  bool holds_exclusive = false;
+  {
+    Query q(*db_,
+            "SELECT COUNT(*), COALESCE(MAX(exclusive), 0) FROM jobs INDEXED BY jobs_by_owner "
+            "WHERE state = 'leased' AND lease_owner = ?");
+    q.bind(worker_id);
+    q.step();
+    n_held = q.i64(0);
+    holds_exclusive = q.i64(1) != 0;
+  }
+  if (holds_exclusive) return out;  // nothing beside an exclusive job
   int64_t top_priority = 0;
   std::string top_model;
   {
@@ -327,6 +353,18 @@ std::vector<int64_t> Store::pick(const std::string& kinds_json, const std::vecto
     if (!q.step()) return out;
     top_priority = q.i64(1);
     top_model = q.text(2);
+  }
+  {
+    // An exclusive job of the top priority goes first, alone, to a worker
+    // holding nothing; a worker holding jobs gets nothing meanwhile, so
+    // that it empties and can take it (or another, idle worker does first).
+    Query q(*db_, kExclusive);
+    q.bind(now);
+    bind_kinds(q);
+    if (q.step() && q.i64(1) >= top_priority) {
+      if (n_held == 0) out.push_back(q.i64(0));
+      return out;
+    }
   }
   std::unordered_set<int64_t> seen;
   auto take_model = [&](const std::string& model) {
@@ -341,7 +379,7 @@ std::vector<int64_t> Store::pick(const std::string& kinds_json, const std::vecto
     if (!m.empty() && static_cast<int>(out.size()) < max_jobs) take_model(m);
   if (out.empty()) take_model(top_model);
   if (static_cast<int>(out.size()) < max_jobs) {
-    Query q(*db_, kReady);
+    Query q(*db_, kReadyShared);
     q.bind(now);
     bind_kinds(q).bind(static_cast<int64_t>(max_jobs + out.size()));
     while (q.step() && static_cast<int>(out.size()) < max_jobs)
@@ -376,7 +414,8 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
         .bind(loaded_json)
         .bind(req.worker_id())
         .run();
-    const std::vector<int64_t> ids = pick(kinds_json, loaded, max_jobs, now);
+    const std::vector<int64_t> ids = pick(req.worker_id(), kinds_json, loaded, max_jobs, now);
+    bool leased_exclusive = false;
     const int64_t expires = now + opts_.lease_ttl_ms;
     for (int64_t id : ids) {
       v1::Job* job = resp.add_jobs();
@@ -384,7 +423,8 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
       {
         Query q(*db_,
                 "SELECT j.experiment_id, e.name, j.name, j.kind, j.params_json, j.model, j.attempts, j.timeout_s, "
-                "j.max_attempts FROM jobs j JOIN experiments e ON e.id = j.experiment_id WHERE j.id = ?");
+                "j.max_attempts, j.exclusive FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                "WHERE j.id = ?");
         q.bind(id);
         q.step();
         job->set_job_id(id);
@@ -397,6 +437,8 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
         job->set_attempt(static_cast<int>(q.i64(6)) + 1);
         job->set_timeout_s(static_cast<int>(q.i64(7)));
         max_attempts = static_cast<int>(q.i64(8));
+        job->set_exclusive(q.i64(9) != 0);
+        leased_exclusive |= job->exclusive();
       }
       job->set_lease_id(new_id(16));
       Query(*db_,
@@ -422,9 +464,12 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
       }
       event(id, now, "leased",
             "by " + worker_name + " (" + req.worker_id() + "), attempt " + std::to_string(job->attempt()) + "/" +
-                std::to_string(max_attempts) + ", lease " + job->lease_id().substr(0, 8));
+                std::to_string(max_attempts) + ", lease " + job->lease_id().substr(0, 8) +
+                (job->exclusive() ? ", exclusive" : ""));
     }
     txn.commit();
+    // Workers held back for this exclusive job may take other work again.
+    if (leased_exclusive) work_.notify_all();
     if (!ids.empty()) {
       resp.set_lease_expires_unix_ms(expires);
       return resp;
@@ -517,6 +562,7 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
     }
     resp.add_accepted(r.job_id());
     touched.insert(experiment_id);
+    wake = true;  // the worker holds one job fewer (exclusive leasing depends on that)
     const std::string secs = std::to_string(r.seconds());
     if (r.ok()) {
       Query(*db_,
@@ -632,7 +678,6 @@ int Store::reap_expired() {
                          static_cast<int>(q.i64(4)) + 1, q.text(5), q.text(6), q.text(7)});
   }
   if (expired.empty()) return 0;
-  bool requeued = false;
   std::set<int64_t> touched;
   for (const auto& e : expired) {
     if (e.attempts < e.max_attempts) {
@@ -646,7 +691,6 @@ int Store::reap_expired() {
       event(e.id, now, "expired",
             "lease of worker " + e.owner + " expired (attempt " + std::to_string(e.attempts) + "/" +
                 std::to_string(e.max_attempts) + "); next try in " + std::to_string(delay) + " ms");
-      requeued = true;
     } else {
       const std::string err = "lease expired " + std::to_string(e.expiries) + " time(s); last error: " +
                               (e.error.empty() ? "none" : e.error);
@@ -663,7 +707,7 @@ int Store::reap_expired() {
   }
   for (int64_t x : touched) finish_if_complete(x, now);
   txn.commit();
-  if (requeued) work_.notify_all();
+  work_.notify_all();  // requeued jobs, and workers that held the expired leases
   return static_cast<int>(expired.size());
 }
 
@@ -769,6 +813,9 @@ int Store::cancel(int64_t experiment_id) {
     finish_if_complete(experiment_id, now);
   }
   txn.commit();
+  // Cancelled leases no longer count as held, and an exclusive job that was
+  // holding workers back may be gone.
+  if (!ids.empty()) work_.notify_all();
   return static_cast<int>(ids.size());
 }
 

@@ -14,10 +14,11 @@
 //    downstream of it.
 //  - A result is accepted only from the current lease of a leased job, so a
 //    job gets at most one result per attempt and none after cancel/expiry.
+//  - A worker holding an exclusive job's lease holds no other lease.
 //  - attempts counts leases handed out (release() gives one back); a job is
 //    leased at most max_attempts times.
 //  - A job's content_key = sha256(code version, kind, model, canonical
-//    params, sorted content keys of its deps). Unless `force`, a submitted
+//    params, sorted content keys of its deps, and "exclusive" if it is). Unless `force`, a submitted
 //    job whose key matches a done job is inserted done with that result.
 //  - An experiment is running until all its jobs are terminal, then done
 //    (all done), cancelled (cancel() was called) or failed.
@@ -107,6 +108,16 @@ class Store {
   // model, then the rest in id order. If none, waits up to
   // wait_ms (capped at 30 s) for work; `gone()` (may be empty) aborts the
   // wait and the lease when the caller has left. NotFound: unknown worker.
+  //
+  // Exclusive jobs (plan::JobSpec::exclusive) are leased alone, whatever
+  // max_jobs, and only to a worker holding no leased job; a worker holding
+  // an exclusive lease gets nothing until that job is reported, released,
+  // cancelled or reaped. Rule, so that they never starve: when a leasable
+  // exclusive job is among the top priority, it comes first (lowest id
+  // first, before the priority's shared jobs and their affinity); a worker
+  // holding nothing gets it, and a worker holding shared jobs gets nothing
+  // until it holds nothing (or another worker has taken it). Exclusive jobs
+  // of a lower priority wait, like any job, for the higher ones.
   v1::LeaseResponse lease(const v1::LeaseRequest& req, const std::function<bool()>& gone = {});
   v1::HeartbeatResponse heartbeat(const v1::HeartbeatRequest& req);
   v1::ReportResponse report(const v1::ReportRequest& req);
@@ -130,8 +141,8 @@ class Store {
   void migrate();
 
   // Helpers run inside a transaction, with mu_ held.
-  std::vector<int64_t> pick(const std::string& kinds_json, const std::vector<std::string>& loaded,
-                            int max_jobs, int64_t now);
+  std::vector<int64_t> pick(const std::string& worker_id, const std::string& kinds_json,
+                            const std::vector<std::string>& loaded, int max_jobs, int64_t now);
   void release_dependents(int64_t job_id);
   void fail_dependents(int64_t job_id, const std::string& job_name, int64_t now);
   void finish_if_complete(int64_t experiment_id, int64_t now);

@@ -62,6 +62,7 @@ struct Group {
   std::vector<char> answered;     // outcome known, or job lost/handed back
   size_t n_answered = 0;
   bool started = false;
+  bool exclusive = false;         // one exclusive job, run with nothing beside it
   double progress_s = 0;          // start, or the latest outcome from the executor
   std::atomic<bool> stop{false};  // every job is answered: nothing left worth doing
 
@@ -175,6 +176,23 @@ struct Worker::Impl {
     return worker_id;
   }
 
+  // An exclusive job is queued, running, or not yet reported: lease nothing.
+  bool exclusive_busy_locked() const {
+    for (const auto& g : running)
+      if (g->exclusive) return true;
+    for (const auto& [lease, h] : held)
+      if (h.group && h.group->exclusive) return true;
+    return false;
+  }
+  // Whether `g` may start now: nothing starts beside a running exclusive
+  // group, and an exclusive group starts only once no other group runs.
+  bool may_start_locked(const Group& g) const {
+    if (g.exclusive && !running.empty()) return false;
+    for (const auto& r : running)
+      if (r->exclusive) return false;
+    return true;
+  }
+
   bool register_once(bool* retry);
   bool register_loop();
   void reregister(const std::string& stale);
@@ -269,7 +287,9 @@ void Worker::Impl::lease_loop() {
     {
       std::unique_lock<std::mutex> lk(mu);
       // At most one batch waits for a slot; the rest stays with the server.
-      cv_lease.wait(lk, [&] { return draining || queued_jobs == 0; });
+      // While an exclusive job is here the server would lease nothing more
+      // (it holds the other slots back), so don't ask until it is reported.
+      cv_lease.wait(lk, [&] { return draining || (queued_jobs == 0 && !exclusive_busy_locked()); });
       if (draining) return;
       id = worker_id;
     }
@@ -351,10 +371,12 @@ void Worker::Impl::accept(v1::LeaseResponse& resp) {
       fail_now(job, std::string("malformed params or input JSON: ") + e.what(), false);
       continue;
     }
-    auto& g = by_kind[job.kind()];
+    // An exclusive job (the server leases it alone) is a group of its own.
+    auto& g = by_kind[job.exclusive() ? "\x01exclusive/" + std::to_string(job.job_id()) : job.kind()];
     if (!g) {
       g = std::make_shared<Group>();
       g->exec = ex;
+      g->exclusive = job.exclusive();
     }
     g->specs.push_back(std::move(spec));
     g->lease.push_back(job.lease_id());
@@ -381,7 +403,7 @@ void Worker::Impl::exec_loop() {
     std::shared_ptr<Group> g;
     {
       std::unique_lock<std::mutex> lk(mu);
-      cv_work.wait(lk, [&] { return exec_shutdown || !queue.empty(); });
+      cv_work.wait(lk, [&] { return exec_shutdown || (!queue.empty() && may_start_locked(*queue.front())); });
       if (queue.empty()) return;
       g = std::move(queue.front());
       queue.pop_front();
@@ -396,6 +418,8 @@ void Worker::Impl::exec_loop() {
     std::lock_guard<std::mutex> lk(mu);
     running.erase(g);
     cv_drain.notify_all();
+    if (g->exclusive || !queue.empty()) cv_work.notify_all();  // may_start_locked
+    if (g->exclusive) cv_lease.notify_all();
   }
 }
 
@@ -571,6 +595,7 @@ void Worker::Impl::reporter_loop() {
     reporting = false;
     if (s.ok()) {
       for (const auto& p : batch) held.erase(p.r.lease_id());
+      cv_lease.notify_all();  // exclusive_busy_locked
       n_reported += resp.accepted_size();
       n_refused += resp.refused_size();
       if (resp.refused_size())
@@ -605,6 +630,7 @@ void Worker::Impl::reporter_loop() {
         spdlog::error("server rejected even a failure report for job {}: {}; giving it up", batch[0].r.job_id(),
                       rpc::status_text(s));
         held.erase(batch[0].r.lease_id());
+        cv_lease.notify_all();
         if (single_left) --single_left;
         cv_drain.notify_all();
         continue;
@@ -675,6 +701,7 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
     if (h.group && !h.group->answered[h.index]) answer_locked(*h.group, h.index, Outcome::failure("lease lost"), false);
   }
   n_lost += n;
+  if (n) cv_lease.notify_all();
   if (n) spdlog::warn("{} leases lost (the server gave the jobs to others); dropped their work", n);
 }
 

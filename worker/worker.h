@@ -7,6 +7,10 @@
 //    worker never hoards work another could run; leases are long-polls.
 //  - Leased jobs are grouped by kind and each group goes to its executor in
 //    one run() call (executors may fuse); up to `slots` groups run at once.
+//  - An exclusive job (Job.exclusive; the server leases it alone, only to a
+//    worker holding nothing) is a group of its own that starts once no other
+//    group runs; while it is queued, running or unreported the worker leases
+//    nothing and starts nothing else, so its other slots stay idle.
 //  - Every held lease (queued, running, or finished and not yet reported) is
 //    renewed by each heartbeat, except while its result is in a Report in
 //    flight (the report settles it either way). A lease the server says is lost is dropped:

@@ -15,6 +15,37 @@ namespace spt::exp10 {
 inline constexpr const char* kKindPpl = "exp10.ppl";        // PPL of one variant
 inline constexpr const char* kKindMeans = "exp10.means";    // per-head mean of hook_z
 inline constexpr const char* kKindReduce = "exp10.reduce";  // CPU aggregation + report
+inline constexpr const char* kKindGen = "exp10.gen";        // Phase 3 generation (P1–P3)
+
+// Phase 3 (exp10d P, spec §10.4) conditions: baseline and the first 30 / 70
+// heads of exp10j's best_ranking linearised with relu (A24: relu hard-coded).
+struct PCondition {
+  const char* name;
+  int n_linear;  // nominal; the plan clips it to the layer-1+ heads available
+};
+inline const std::vector<PCondition>& p_conditions() {
+  static const std::vector<PCondition> c = {{"baseline", 0}, {"relu_30", 30}, {"relu_70", 70}};
+  return c;
+}
+
+// The recorded sampling seed of P3 candidate `candidate` of `prompt` under
+// `condition` (A10: the original set none): FNV-1a 64 of
+// "exp10p3|<base>|<condition>|<prompt>|<candidate>", then splitmix64's
+// finaliser, masked to 53 bits so it survives JSON doubles.
+inline uint64_t p3_seed(uint64_t base, const std::string& condition, int prompt, int candidate) {
+  const std::string s = "exp10p3|" + std::to_string(base) + "|" + condition + "|" + std::to_string(prompt) + "|" +
+                        std::to_string(candidate);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h += 0x9e3779b97f4a7c15ull;
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h & ((uint64_t{1} << 53) - 1);
+}
 
 struct HeadId {
   int layer = 0;

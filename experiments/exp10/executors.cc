@@ -9,6 +9,9 @@
 #include <numeric>
 
 #include "exp10/common.h"
+#ifdef SPT_EXP10_GEN
+#include "exp10/phase3.h"
+#endif
 #include "exp10/reduce.h"
 #include "exp10/variants.h"
 #include "platform/model_host.h"
@@ -179,6 +182,9 @@ class ModelExecutor : public Executor {
 
 void register_executors(ExecutorRegistry& reg) {
   reg.add(std::make_unique<ModelExecutor>());
+#ifdef SPT_EXP10_GEN
+  reg.add(make_gen_executor());  // exp10.gen: Phase 3 generation units
+#endif
   reg.add(platform::make_reduce_executor({kKindReduce}, run_reduce, "exp10", gpt2::torch_version()));
 }
 

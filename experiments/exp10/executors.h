@@ -3,6 +3,8 @@
 //   exp10.ppl    fused perplexity of model variants (one job = one variant)
 //   exp10.means  per-head mean of hook_z over a chunk set
 //   exp10.reduce CPU aggregation, reports and figures (exp10/reduce.h)
+//   exp10.gen    Phase 3 generation units, P1–P3 (exp10/phase3.h), where
+//                the engine has gpt2::generate (SPT_EXP10_GEN)
 //
 // The model executor groups a leased batch by (model, precision, dataset,
 // chunking); per group it loads the model once per worker (cached across

@@ -1,10 +1,11 @@
 // plan_exp10: the exp10 family (spec §10 A–D, exp10b E–H, exp10c I–L,
 // exp10d V1–V5) as one job graph. Torch-free; linked into the coordinator.
 //
-// Parts are letters a–l and v ("abcd" by default, "all" for every one);
+// Parts are letters a–l, v and p ("abcd" by default, "all" for every one);
 // each part pulls in what it reads (spec §11): c,b,d → a; e → a + head means;
 // f → e; g → a, c; h → a, e; i → a, e; j → i, e; k → j; l → k;
-// v → a, e, j, k. Map jobs are single PPL evaluations (kind exp10.ppl) or
+// v → a, e, j, k; p → j, k (Phase 3: exp10.gen units for P1–P3, P1's
+// planned exclusive, exp10.ppl units for P4). Map jobs are single PPL evaluations (kind exp10.ppl) or
 // head-mean captures (exp10.means); every result the next stage needs
 // travels as a dependency input, and jobs whose variant depends on upstream
 // results (C's order from A's ranking, F from E, K from J, …) carry a
@@ -38,7 +39,7 @@ namespace {
 using nlohmann::json;
 using spt::exp10::HeadId;
 
-const std::string kAllParts = "abcdefghijklv";
+const std::string kAllParts = "abcdefghijklvp";
 
 std::string normalise_parts(std::string parts) {
   if (parts.empty()) parts = "abcd";
@@ -48,13 +49,14 @@ std::string normalise_parts(std::string parts) {
     const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (l == ',' || l == ' ') continue;
     if (kAllParts.find(l) == std::string::npos)
-      throw PlanError(std::string("exp10: unknown part '") + c + "' (parts are letters a-l and v, e.g. \"abcd\", or \"all\")");
+      throw PlanError(std::string("exp10: unknown part '") + c +
+                      "' (parts are letters a-l, v and p, e.g. \"abcd\", or \"all\")");
     want.insert(l);
   }
   // Close under "needs" until nothing changes (spec §11).
   const std::vector<std::pair<char, std::string>> needs = {
       {'b', "a"}, {'c', "a"}, {'d', "a"}, {'e', "a"}, {'f', "e"}, {'g', "ac"}, {'h', "ae"},
-      {'i', "ae"}, {'j', "ie"}, {'k', "j"}, {'l', "k"}, {'v', "aejk"}};
+      {'i', "ae"}, {'j', "ie"}, {'k', "j"}, {'l', "k"}, {'v', "aejk"}, {'p', "jk"}};
   for (bool changed = true; changed;) {
     changed = false;
     for (const auto& [p, deps] : needs)
@@ -73,13 +75,48 @@ json heads_json(const std::vector<HeadId>& hs) {
   return a;
 }
 
+// Phase 3 (part p) lengths and counts (spec §10.4 defaults).
+struct PParams {
+  int64_t p1_prompt_len = 64, p1_new_tokens = 128, p1_runs = 10;
+  int64_t prompt_len = 128, new_tokens = 64, iterations = 3, prompts = 20;
+  int64_t candidates = 5, p3_seed = 0, p4_max_tokens = 50000;
+  double temperature = 0.8;
+  std::vector<int64_t> p4_lens = {128, 256, 512, 1024};
+
+  json as_params() const {
+    return {{"p1_prompt_len", p1_prompt_len}, {"p1_new_tokens", p1_new_tokens}, {"p1_runs", p1_runs},
+            {"p_prompt_len", prompt_len},     {"p_new_tokens", new_tokens},     {"p_iterations", iterations},
+            {"p_prompts", prompts},           {"p3_candidates", candidates},   {"p3_temperature", temperature},
+            {"p3_seed", p3_seed},             {"p4_max_tokens", p4_max_tokens}, {"p4_chunk_lens", p4_lens}};
+  }
+};
+
+std::vector<int64_t> parse_lens(const std::string& s) {
+  std::vector<int64_t> out;
+  size_t i = 0;
+  while (i <= s.size()) {
+    const size_t j = std::min(s.find(',', i), s.size());
+    const std::string t = s.substr(i, j - i);
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(t, &used);
+      if (used != t.size() || v < 2 || v > 1000000) throw std::invalid_argument(t);
+      if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+    } catch (const std::exception&) {
+      throw PlanError("exp10: p4_chunk_lens=" + s + ": a comma list of chunk lengths in [2, 1000000]");
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
 // One model's exp10 graph; every job name and dep is prefixed with `P`
 // ("" for a single-model plan, "<label>/" otherwise).
 // `add_g_source` adds the σ sub-graph exp10/report reads g(l/L) from and
 // returns its job name ("" = none); called only when the report is planned.
 void add_model_jobs(Builder& b, const std::string& parts, const std::string& P, const json& base, const json& data,
                     int L, int H, int64_t v_max_tokens, const std::string& exp3ef,
-                    const std::function<std::string()>& add_g_source, bool fuse) {
+                    const std::function<std::string()>& add_g_source, bool fuse, const PParams& pp, int n_ctx) {
   auto has_part = [&](char c) { return parts.find(c) != std::string::npos; };
   auto N = [&](const std::string& name) { return P + name; };
   const json v2k = with(with(base, data), {{"chunks", "v2k"}});
@@ -264,6 +301,98 @@ void add_model_jobs(Builder& b, const std::string& parts, const std::string& P, 
     }
     b.add(N("v/reduce"), spt::exp10::kKindReduce, reducer("v"), deps, true);
   }
+
+  // ---- exp10d P1–P4 (Phase 3, spec §10.4)
+  if (has_part('p')) {
+    // Conditions: clean, and the first 30 / 70 heads of J's best_ranking
+    // (layers 1+) with relu, clipped to the heads the model has (A24).
+    struct Cond {
+      std::string name;
+      int nominal, n;
+      json variant;
+      std::vector<std::string> deps;
+    };
+    std::vector<Cond> conds;
+    for (const auto& c : spt::exp10::p_conditions()) {
+      Cond k{c.name, c.n_linear, std::min(c.n_linear, n_l1), {{"type", "clean"}}, {}};
+      if (c.n_linear > 0) {
+        k.variant = {{"type", "cumulative"}, {"order", "j_best"}, {"n", k.n}, {"op", "relu"}};
+        k.deps = {N("j/reduce")};
+      }
+      conds.push_back(std::move(k));
+    }
+    auto cond_params = [&](const json& from, const Cond& c) {
+      return with(from, {{"variant", c.variant},
+                         {"condition", c.name},
+                         {"n_linear", c.n},
+                         {"n_linear_nominal", c.nominal},
+                         {"n_ctx_needed", 0}});
+    };
+    std::vector<std::string> deps = {N("j/reduce"), N("k/reduce")};
+    // P1: timing, alone on a warmed device.
+    for (const auto& c : conds) {
+      const std::string name = N("p/speed/") + c.name;
+      json prm = cond_params(vfull, c);
+      prm.update({{"task", "speed"},
+                  {"prompt_index", 0},
+                  {"prompt_len", pp.p1_prompt_len},
+                  {"new_tokens", pp.p1_new_tokens},
+                  {"runs", pp.p1_runs},
+                  {"warmup_runs", 1},
+                  {"n_ctx_needed", pp.p1_prompt_len + pp.p1_new_tokens}});
+      b.add(name, spt::exp10::kKindGen, prm, c.deps).exclusive = true;
+      deps.push_back(name);
+    }
+    // P2: self-refinement, one unit per (condition, prompt).
+    for (const auto& c : conds)
+      for (int64_t i = 0; i < pp.prompts; ++i) {
+        const std::string name = N("p/refine/") + c.name + "/" + std::to_string(i);
+        json prm = cond_params(vfull, c);
+        prm.update({{"task", "refine"},
+                    {"prompt_index", i},
+                    {"prompt_len", pp.prompt_len},
+                    {"new_tokens", pp.new_tokens},
+                    {"iterations", pp.iterations},
+                    {"n_ctx_needed", pp.prompt_len + pp.iterations * pp.new_tokens}});
+        b.add(name, spt::exp10::kKindGen, prm, c.deps);
+        deps.push_back(name);
+      }
+    // P3: best-of-N, one unit per (condition, prompt); every candidate's
+    // seed is planned (and so recorded) here (A10).
+    for (const auto& c : conds)
+      for (int64_t i = 0; i < pp.prompts; ++i) {
+        const std::string name = N("p/best/") + c.name + "/" + std::to_string(i);
+        json seeds = json::array();
+        for (int64_t k = 0; k < pp.candidates; ++k)
+          seeds.push_back(spt::exp10::p3_seed(static_cast<uint64_t>(pp.p3_seed), c.name, static_cast<int>(i),
+                                              static_cast<int>(k)));
+        json prm = cond_params(vfull, c);
+        prm.update({{"task", "best_of_n"},
+                    {"prompt_index", i},
+                    {"prompt_len", pp.prompt_len},
+                    {"new_tokens", pp.new_tokens},
+                    {"candidates", pp.candidates},
+                    {"temperature", pp.temperature},
+                    {"seeds", seeds},
+                    {"n_ctx_needed", pp.prompt_len + pp.new_tokens}});
+        b.add(name, spt::exp10::kKindGen, prm, c.deps);
+        deps.push_back(name);
+      }
+    // P4: PPL over chunker V at each chunk length (n > n_ctx skipped).
+    for (int64_t n : pp.p4_lens) {
+      if (n_ctx > 0 && n > n_ctx) continue;
+      const json cs = with(with(base, data), {{"chunks", "p4_n" + std::to_string(n)},
+                                              {"max_tokens", pp.p4_max_tokens},
+                                              {"chunk_len", n}});
+      for (const auto& c : conds) {
+        const std::string name = N("p/ppl/") + std::to_string(n) + "/" + c.name;
+        json prm = with(fuse ? cs : with(cs, {{"fuse", false}}), {{"variant", c.variant}, {"condition", c.name}});
+        b.add(name, spt::exp10::kKindPpl, prm, c.deps);
+        deps.push_back(name);
+      }
+    }
+    b.add(N("p/reduce"), spt::exp10::kKindReduce, reducer("p", pp.as_params()), deps, true);
+  }
 }
 
 }  // namespace
@@ -278,6 +407,19 @@ Plan plan_exp10(const Request& req) {
   const int64_t v_max_tokens = p.integer("v_max_tokens", 999999, 2, 1000000000);
   const std::string exp3ef = p.str("exp3ef", "graph");
   const int64_t fuse = p.integer("fuse", 1, 0, 1);
+  PParams pp;
+  pp.p1_prompt_len = p.integer("p1_prompt_len", pp.p1_prompt_len, 1, 1000000);
+  pp.p1_new_tokens = p.integer("p1_new_tokens", pp.p1_new_tokens, 1, 1000000);
+  pp.p1_runs = p.integer("p1_runs", pp.p1_runs, 1, 10000);
+  pp.prompt_len = p.integer("p_prompt_len", pp.prompt_len, 1, 1000000);
+  pp.new_tokens = p.integer("p_new_tokens", pp.new_tokens, 1, 1000000);
+  pp.iterations = p.integer("p_iterations", pp.iterations, 1, 100);
+  pp.prompts = p.integer("p_prompts", pp.prompts, 1, 100000);
+  pp.candidates = p.integer("p3_candidates", pp.candidates, 1, 1000);
+  pp.temperature = p.real("p3_temperature", pp.temperature, 1e-6, 100.0);
+  pp.p3_seed = p.integer("p3_seed", pp.p3_seed, 0, (int64_t{1} << 53) - 1);
+  pp.p4_max_tokens = p.integer("p4_max_tokens", pp.p4_max_tokens, 2, 1000000000);
+  pp.p4_lens = parse_lens(p.str("p4_chunk_lens", "128,256,512,1024"));
   p.finish();
   if (exp3ef != "graph" && exp3ef != "none")
     throw PlanError("exp10: exp3ef=" + exp3ef +
@@ -289,8 +431,28 @@ Plan plan_exp10(const Request& req) {
     if (m.n_ctx > 0 && db.chunk_len > m.n_ctx)
       throw PlanError("exp10: chunk_len=" + std::to_string(db.chunk_len) + " exceeds " + m.name +
                       "'s context of " + std::to_string(m.n_ctx));
+    if (has_part('p')) {
+      // Lengths against the context (known models; otherwise the executor
+      // checks at run time) and against the prompt source, VFULL's chunks.
+      auto check = [&](const std::string& what, int64_t need) {
+        if (m.n_ctx > 0 && need > m.n_ctx)
+          throw PlanError("exp10: part p: " + what + " = " + std::to_string(need) + " exceeds " + m.name +
+                          "'s context of " + std::to_string(m.n_ctx) + "; lower those params");
+      };
+      check("p1_prompt_len + p1_new_tokens", pp.p1_prompt_len + pp.p1_new_tokens);
+      check("p_prompt_len + p_iterations * p_new_tokens", pp.prompt_len + pp.iterations * pp.new_tokens);
+      for (const auto& [what, len] : {std::pair<const char*, int64_t>{"p1_prompt_len", pp.p1_prompt_len},
+                                      {"p_prompt_len", pp.prompt_len}})
+        if (len > db.chunk_len)
+          throw PlanError(std::string("exp10: part p: ") + what + "=" + std::to_string(len) +
+                          " exceeds chunk_len=" + std::to_string(db.chunk_len) +
+                          " (prompts are the first tokens of VFULL chunks)");
+      bool any_p4 = false;
+      for (int64_t n : pp.p4_lens) any_p4 |= m.n_ctx <= 0 || n <= m.n_ctx;
+      if (!any_p4) throw PlanError("exp10: part p: every p4_chunk_lens value exceeds " + m.name + "'s context");
+    }
     if (m.n_layer < 2)
-      for (char c : std::string("fghijklv"))
+      for (char c : std::string("fghijklvp"))
         if (has_part(c))
           throw PlanError(std::string("exp10: part ") + c + " works on layers 1..L-1 and needs n_layer >= 2");
   }
@@ -301,6 +463,7 @@ Plan plan_exp10(const Request& req) {
                    {"max_tokens", db.max_tokens}, {"chunk_len", db.chunk_len},
                    {"v_max_tokens", v_max_tokens}, {"bos", db.bos},
                    {"exp3ef", exp3ef},            {"fuse", fuse}};
+  if (has_part('p')) b.plan.params.update(pp.as_params());
   mb.add_params(b.plan.params);
   for (const auto& m : mb.models) {
     b.model = m.name;
@@ -310,7 +473,7 @@ Plan plan_exp10(const Request& req) {
       return exp3ef == "graph" ? spt::sigma::add_exp3ef(b, mb, m) : std::string();
     };
     add_model_jobs(b, parts, mb.prefix(m), mb.base(m), db.data_json(), m.n_layer, m.n_head, v_max_tokens, exp3ef,
-                   add_g_source, fuse != 0);
+                   add_g_source, fuse != 0, pp, m.n_ctx);
   }
   return std::move(b.plan);
 }

@@ -212,7 +212,8 @@ ReduceOutput run_reduce(const JobSpec& job, const ReduceContext& rc) {
   static const std::map<std::string, json (*)(Ctx&)> kSteps = {
       {"a", reduce_a}, {"c", reduce_c}, {"exp10", reduce_exp10}, {"e", reduce_e},   {"f", reduce_f},
       {"g", reduce_g}, {"h", reduce_h}, {"exp10b", reduce_exp10b}, {"i", reduce_i}, {"j", reduce_j},
-      {"k", reduce_k}, {"l", reduce_l}, {"exp10c", reduce_exp10c}, {"v", reduce_v}};
+      {"k", reduce_k}, {"l", reduce_l}, {"exp10c", reduce_exp10c}, {"v", reduce_v},
+      {"p", reduce_p}};
   const auto it = kSteps.find(what);
   if (it == kSteps.end()) throw std::runtime_error("exp10.reduce: unknown step '" + what + "'");
   Ctx c(job, rc);

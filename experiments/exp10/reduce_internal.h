@@ -101,5 +101,13 @@ json reduce_k(Ctx& c);
 json reduce_l(Ctx& c);
 json reduce_exp10c(Ctx& c);
 json reduce_v(Ctx& c);
+json reduce_p(Ctx& c);  // exp10d Phase 3 (reduce_p.cc)
+
+// Phase 3 formulas (spec §10.4), exposed for tests:
+// H·s / ((H − k)·s + k·κ), s = 4n²d + 5n², κ = 6nd².
+double p_kernel_speedup(int n, int d, int heads, int k);
+// {n_linear, flops_per_token_softmax, flops_per_token, flops_per_token_ratio (4 dp),
+//  extra_tokens_at_equal_flops} for P3's equal-FLOP analysis.
+json p_flops(int avg_seq, int d, int heads, int k, int new_tokens);
 
 }  // namespace spt::exp10::detail

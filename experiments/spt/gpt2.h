@@ -127,6 +127,29 @@ class Model {
   virtual HeadSums head_z_sums(const Chunks& chunks) = 0;
 };
 
+// Text generation (spec §10.4 P1–P3) with the variant's interventions
+// active at every step: greedy (temperature 0: argmax, first index on ties)
+// or sampled (softmax(logits / temperature), multinomial; no top-k/top-p).
+// Sampling draws from a device-independent RNG seeded by `seed`, so the
+// same seed gives the same tokens on every worker and device.
+struct GenerateOptions {
+  int max_new_tokens = 0;
+  double temperature = 0;  // 0 = greedy
+  uint64_t seed = 0;
+  bool kv_cache = false;   // false: recompute the whole prefix every step (the original)
+};
+struct Generation {
+  std::vector<int32_t> tokens;  // the new tokens only
+  bool kv_cache = false;        // which path ran
+  uint64_t seed = 0;
+};
+// Throws std::invalid_argument when prompt + max_new_tokens exceeds n_ctx,
+// for an empty prompt, out-of-range tokens or a negative temperature.
+Generation generate(Model& m, const std::vector<int32_t>& prompt, const Variant& v, const GenerateOptions& opt);
+// Σ −log p(tokens[t] | tokens[<t]) over t >= from (t >= 1), under the model
+// without interventions (how P2/P3 score generated text, A11).
+NllSum score_tail(Model& m, const std::vector<int32_t>& tokens, int from);
+
 // LibTorch's intra-op thread count (n >= 1).
 void set_threads(int n);
 // "1.13.0", "2.11.0", ...: the LibTorch the engine was built against.

@@ -23,6 +23,9 @@ struct JobSpec {
   bool reduce = false;             // its result is one of the experiment's results
   int timeout_s = 0;               // 0 = worker default
   int max_attempts = 0;            // 0 = server default
+  // Runs alone on its worker (timing units): leased by itself, only to a
+  // worker holding no other job, which gets no other job until it reports.
+  bool exclusive = false;
 };
 
 struct Request {

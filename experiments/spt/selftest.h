@@ -12,6 +12,10 @@
 //                   fetches that blob and reports "fetched_sha256";
 //                   "artifact_bytes": k writes a k-byte file and returns it
 //                   as an OutputFile, reporting "artifact_sha256".
+//                   With "exclusive_every": k (plan param; every k-th map
+//                   job is exclusive) it also reports "worker" (the
+//                   ExecContext's worker_name), "t0"/"t1" (monotonic_s()
+//                   at its start and end) and "exclusive".
 //   selftest.reduce inputs: every map result. Checks that each i in 0..n-1
 //                   appears exactly once and sum(value) == n(n-1)/2 (and the
 //                   digests, when that is cheap); -> {"n","sum","expected",

@@ -136,10 +136,11 @@ TEST(Exp10Plan, PartsPullInWhatTheyRead) {
   EXPECT_EQ(make("f").parts, "aef");
   EXPECT_EQ(make("l").parts, "aeijkl");
   EXPECT_EQ(make("v").parts, "aeijkv");
-  EXPECT_EQ(make("all").parts, "abcdefghijklv");
+  EXPECT_EQ(make("all").parts, "abcdefghijklvp");
+  EXPECT_EQ(make("p").parts, "aeijkp");  // Phase 3 reads J's best_ranking, K for comparison
   EXPECT_EQ(make("DCBA").parts, "abcd");
   EXPECT_THROW(make("ax"), PlanError);
-  EXPECT_THROW(make("p"), PlanError);  // Phase 3 is not part of this family's plan
+  EXPECT_THROW(make("aq"), PlanError);
 }
 
 TEST(Exp10Plan, UnitsPerPartForGpt2) {
@@ -169,7 +170,8 @@ TEST(Exp10Plan, UnitsPerPartForGpt2) {
 
 TEST(Exp10Plan, TinyModelClipsSteps) {
   const Plan p = make("all", {{"model", "/models/tiny"}, {"n_layer", "2"}, {"n_head", "4"}, {"chunk_len", "64"},
-                              {"max_tokens", "256"}, {"v_max_tokens", "512"}});
+                              {"max_tokens", "256"}, {"v_max_tokens", "512"},
+                              {"p_prompt_len", "32"}, {"p1_prompt_len", "16"}});
   const auto m = by_name(p);
   EXPECT_EQ(count_prefix(p, "a/head/"), 8);
   EXPECT_TRUE(m.count("c/step/5") && m.count("c/step/8"));
@@ -181,6 +183,125 @@ TEST(Exp10Plan, TinyModelClipsSteps) {
   EXPECT_EQ(count_prefix(p, "v/top/"), 8);
   EXPECT_TRUE(m.count("v/step/4"));
   for (const auto& j : p.jobs) EXPECT_EQ(j.model, "/models/tiny");
+}
+
+// ---- Phase 3 (part p, spec §10.4 P1–P4)
+
+TEST(Exp10PlanP, UnitsAndConditionsForGpt2) {
+  const Plan p = make("p");
+  const auto m = by_name(p);
+  EXPECT_EQ(count_prefix(p, "p/speed/"), 3);
+  EXPECT_EQ(count_prefix(p, "p/refine/"), 60);
+  EXPECT_EQ(count_prefix(p, "p/best/"), 60);
+  EXPECT_EQ(count_prefix(p, "p/ppl/"), 12);
+  ASSERT_TRUE(m.count("p/reduce") && m.count("j/reduce") && m.count("k/reduce"));
+  EXPECT_EQ(m.at("p/reduce")->deps.size(), 2u + 3 + 60 + 60 + 12);
+  EXPECT_TRUE(m.at("p/reduce")->reduce);
+  // P1: exclusive timing units, the spec's lengths, VFULL chunk 0.
+  for (const char* c : {"baseline", "relu_30", "relu_70"}) {
+    const JobSpec& j = *m.at(std::string("p/speed/") + c);
+    EXPECT_TRUE(j.exclusive) << c;
+    EXPECT_EQ(j.kind, spt::exp10::kKindGen);
+    EXPECT_EQ(j.params.at("prompt_len"), 64);
+    EXPECT_EQ(j.params.at("new_tokens"), 128);
+    EXPECT_EQ(j.params.at("runs"), 10);
+    EXPECT_EQ(j.params.at("prompt_index"), 0);
+    EXPECT_EQ(j.params.at("chunks"), "vfull");
+    EXPECT_EQ(j.params.at("max_tokens"), 999999);
+  }
+  int exclusive = 0;
+  for (const auto& j : p.jobs) exclusive += j.exclusive;
+  EXPECT_EQ(exclusive, 3);  // nothing else is exclusive
+  // Conditions: relu on the first 30 / 70 heads of J's best ranking.
+  EXPECT_EQ(m.at("p/speed/baseline")->params.at("variant"), nlohmann::json({{"type", "clean"}}));
+  EXPECT_TRUE(m.at("p/speed/baseline")->deps.empty());
+  const auto& v70 = m.at("p/refine/relu_70/19")->params.at("variant");
+  EXPECT_EQ(v70.at("order"), "j_best");
+  EXPECT_EQ(v70.at("op"), "relu");
+  EXPECT_EQ(v70.at("n"), 70);
+  EXPECT_EQ(m.at("p/refine/relu_70/19")->deps, (std::vector<std::string>{"j/reduce"}));
+  EXPECT_EQ(m.at("p/refine/relu_30/0")->params.at("variant").at("n"), 30);
+  // P2: 3 iterations of 64 tokens after a 128-token prompt of chunk i.
+  const auto& r = m.at("p/refine/baseline/7")->params;
+  EXPECT_EQ(r.at("prompt_index"), 7);
+  EXPECT_EQ(r.at("prompt_len"), 128);
+  EXPECT_EQ(r.at("new_tokens"), 64);
+  EXPECT_EQ(r.at("iterations"), 3);
+  EXPECT_FALSE(m.at("p/refine/baseline/7")->exclusive);
+  // P3: 5 candidates at T = 0.8, seeds recorded, all different, and a pure
+  // function of (condition, prompt, candidate).
+  std::set<uint64_t> seeds;
+  for (const auto& j : p.jobs)
+    if (j.name.rfind("p/best/", 0) == 0) {
+      EXPECT_EQ(j.params.at("candidates"), 5);
+      EXPECT_DOUBLE_EQ(j.params.at("temperature").get<double>(), 0.8);
+      ASSERT_EQ(j.params.at("seeds").size(), 5u);
+      for (const auto& s : j.params.at("seeds")) seeds.insert(s.get<uint64_t>());
+    }
+  EXPECT_EQ(seeds.size(), 300u);
+  EXPECT_EQ(m.at("p/best/relu_30/4")->params.at("seeds")[2].get<uint64_t>(), spt::exp10::p3_seed(0, "relu_30", 4, 2));
+  EXPECT_EQ(make("p").jobs.size(), p.jobs.size());
+  const Plan again = make("p"), seeded = make("p", {{"p3_seed", "1"}});
+  EXPECT_EQ(by_name(again).at("p/best/relu_30/4")->params.at("seeds"),
+            m.at("p/best/relu_30/4")->params.at("seeds"));  // deterministic
+  EXPECT_NE(by_name(seeded).at("p/best/relu_30/4")->params.at("seeds"),
+            m.at("p/best/relu_30/4")->params.at("seeds"));
+  // P4: exp10.ppl over chunker V at n = 128..1024, 50,000 tokens.
+  for (int n : {128, 256, 512, 1024}) {
+    const JobSpec& j = *m.at("p/ppl/" + std::to_string(n) + "/relu_70");
+    EXPECT_EQ(j.kind, spt::exp10::kKindPpl);
+    EXPECT_EQ(j.params.at("chunk_len"), n);
+    EXPECT_EQ(j.params.at("max_tokens"), 50000);
+    EXPECT_EQ(j.params.at("variant").at("n"), 70);
+  }
+  EXPECT_EQ(p.params.at("p4_max_tokens"), 50000);
+  EXPECT_FALSE(make("a").params.contains("p4_max_tokens"));  // other parts' params unchanged
+  // Several models: each graph under its label, P1 still exclusive.
+  const Plan two = make("p", {{"model", "gpt2,gpt2-medium"}});
+  const auto mm = by_name(two);
+  ASSERT_TRUE(mm.count("gpt2-medium/p/speed/relu_70") && mm.count("gpt2/p/reduce"));
+  EXPECT_TRUE(mm.at("gpt2-medium/p/speed/relu_70")->exclusive);
+  EXPECT_EQ(mm.at("gpt2-medium/p/speed/relu_70")->deps, (std::vector<std::string>{"gpt2-medium/j/reduce"}));
+  EXPECT_EQ(mm.at("gpt2-medium/p/speed/relu_70")->params.at("scope"), "gpt2-medium/");
+}
+
+TEST(Exp10PlanP, TinyModelClipsConditionsAndLengths) {
+  const Plan p = make("p", {{"model", "/models/tiny"}, {"n_layer", "2"}, {"n_head", "4"}, {"chunk_len", "64"},
+                            {"max_tokens", "256"}, {"v_max_tokens", "768"}, {"p1_prompt_len", "8"},
+                            {"p1_new_tokens", "8"}, {"p1_runs", "2"}, {"p_prompt_len", "16"},
+                            {"p_new_tokens", "8"}, {"p_prompts", "3"}, {"p3_candidates", "4"},
+                            {"p4_max_tokens", "512"}, {"p4_chunk_lens", "32,64"}});
+  const auto m = by_name(p);
+  EXPECT_EQ(count_prefix(p, "p/refine/"), 9);
+  EXPECT_EQ(count_prefix(p, "p/best/"), 9);
+  EXPECT_EQ(count_prefix(p, "p/ppl/"), 6);
+  // Only 4 layer-1+ heads: relu_30 and relu_70 both take all 4, and say so.
+  EXPECT_EQ(m.at("p/speed/relu_70")->params.at("variant").at("n"), 4);
+  EXPECT_EQ(m.at("p/speed/relu_70")->params.at("n_linear"), 4);
+  EXPECT_EQ(m.at("p/speed/relu_70")->params.at("n_linear_nominal"), 70);
+  EXPECT_EQ(m.at("p/refine/baseline/2")->params.at("n_ctx_needed"), 16 + 3 * 8);
+  EXPECT_EQ(m.at("p/best/baseline/2")->params.at("seeds").size(), 4u);
+  EXPECT_EQ(m.at("p/ppl/32/baseline")->params.at("chunk_len"), 32);
+}
+
+TEST(Exp10PlanP, LengthsAreValidatedAgainstTheContext) {
+  // gpt2: n_ctx 1024. 128 + 3 * 300 > 1024.
+  EXPECT_THROW(make("p", {{"p_new_tokens", "300"}}), PlanError);
+  EXPECT_NO_THROW(make("p", {{"p_new_tokens", "298"}}));  // 128 + 894 = 1022
+  EXPECT_THROW(make("p", {{"p1_new_tokens", "961"}}), PlanError);  // 64 + 961
+  EXPECT_NO_THROW(make("p", {{"p1_new_tokens", "960"}}));
+  // P4 skips chunk lengths beyond the context; all beyond is an error.
+  const Plan p = make("p", {{"p4_chunk_lens", "512,2048"}});
+  EXPECT_EQ(count_prefix(p, "p/ppl/"), 3);
+  EXPECT_THROW(make("p", {{"p4_chunk_lens", "2048"}}), PlanError);
+  EXPECT_THROW(make("p", {{"p4_chunk_lens", "12x"}}), PlanError);
+  // Prompts are the first tokens of VFULL chunks: not longer than a chunk.
+  EXPECT_THROW(make("p", {{"chunk_len", "100"}}), PlanError);
+  EXPECT_THROW(make("p", {{"p3_temperature", "0"}}), PlanError);
+  EXPECT_THROW(make("p", {{"p_prompt", "3"}}), PlanError);  // typo
+  EXPECT_THROW(make("p", {{"model", "/m"}, {"n_layer", "1"}, {"n_head", "4"}}), PlanError);
+  // Unknown context (a folder): checked by the executor at run time.
+  EXPECT_NO_THROW(make("p", {{"model", "/m"}, {"n_layer", "2"}, {"n_head", "4"}, {"p_new_tokens", "5000"}}));
 }
 
 TEST(Exp10Plan, RejectsBadParams) {

@@ -218,5 +218,41 @@ TEST(Selftest, PlanAndExecutorAgree) {
   EXPECT_EQ(out[0].result["sum"], 30 * 29 / 2);
 }
 
+
+TEST(Selftest, ExclusiveEveryMarksEveryKthMapJobAndResultsSayWhereAndWhen) {
+  plan::Request req;
+  req.experiment = "selftest";
+  req.params = {{"n", "9"}, {"work", "5"}, {"exclusive_every", "3"}};
+  const plan::Plan p = plan::make_plan(req);
+  ASSERT_EQ(p.jobs.size(), 10u);
+  std::vector<std::string> exclusive;
+  for (const auto& j : p.jobs)
+    if (j.exclusive) exclusive.push_back(j.name);
+  EXPECT_EQ(exclusive, (std::vector<std::string>{"map/2", "map/5", "map/8"}));
+  EXPECT_EQ(p.params["exclusive_every"], 3);
+
+  auto ex = selftest::make_executor();
+  ExecContext ctx;
+  ctx.worker_name = "box";
+  const auto out = run(*ex, {job("selftest.map", p.jobs[5].params), job("selftest.map", p.jobs[4].params)}, &ctx);
+  ASSERT_TRUE(out[0].ok && out[1].ok);
+  EXPECT_EQ(out[0].result["worker"], "box");
+  EXPECT_EQ(out[0].result["exclusive"], true);
+  EXPECT_EQ(out[1].result["exclusive"], false);
+  EXPECT_LE(out[0].result["t0"].get<double>(), out[0].result["t1"].get<double>());
+  EXPECT_LE(out[0].result["t1"].get<double>(), out[1].result["t0"].get<double>());  // run one after another
+
+  // Without the param nothing changes: no exclusive jobs, no timing in results,
+  // the same params (so the same content keys) as before it existed.
+  req.params = {{"n", "9"}, {"work", "5"}};
+  const plan::Plan plain = plan::make_plan(req);
+  for (const auto& j : plain.jobs) EXPECT_FALSE(j.exclusive) << j.name;
+  EXPECT_FALSE(plain.params.contains("exclusive_every"));
+  const auto o = run(*ex, {job("selftest.map", plain.jobs[5].params)}, &ctx);
+  EXPECT_FALSE(o[0].result.contains("worker"));
+  req.params = {{"n", "9"}, {"exclusive_every", "-1"}};
+  EXPECT_THROW(plan::make_plan(req), plan::PlanError);
+}
+
 }  // namespace
 }  // namespace spt

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "schema.h"
 #include "spt/plan.h"
 
 namespace spt::server {
@@ -39,6 +40,12 @@ plan::JobSpec J(std::string name, std::vector<std::string> deps = {}, std::strin
   s.model = std::move(model);
   if (params.empty()) params = {{"job", name}};
   s.params = std::move(params);
+  return s;
+}
+
+plan::JobSpec X(std::string name, std::string kind = "k") {
+  plan::JobSpec s = J(std::move(name), {}, std::move(kind));
+  s.exclusive = true;
   return s;
 }
 
@@ -532,7 +539,7 @@ TEST_F(StoreTest, ReopeningTheFileContinuesWhereItStopped) {
   EXPECT_EQ(ok(w, l.jobs(1)).accepted_size(), 1);  // the lease survived
   drain(w);
   EXPECT_EQ(status(r.experiment_id).state(), "done");
-  EXPECT_EQ(Store::schema_version(), 1);
+  EXPECT_EQ(Store::schema_version(), 2);
 }
 
 TEST_F(StoreTest, LeasesOfACrashedCoordinatorExpireAfterRestart) {
@@ -756,6 +763,228 @@ TEST_F(StoreTest, NamedBlobsAreListedByPrefix) {
   EXPECT_EQ(store_->list_named("").size(), 2u);
   ASSERT_TRUE(store_->named_blob("data/wiki.txt"));
   EXPECT_FALSE(store_->named_blob("nope"));
+}
+
+
+// ---------------------------------------------------------------- exclusive jobs
+
+std::vector<std::string> names(const v1::LeaseResponse& l) {
+  std::vector<std::string> out;
+  for (const auto& j : l.jobs()) out.push_back(j.name());
+  return out;
+}
+using Names = std::vector<std::string>;
+
+TEST_F(StoreTest, ExclusiveJobIsLeasedAloneFirstAndHoldsItsWorker) {
+  auto r = store_->submit(P({J("a"), J("b"), X("x"), J("c")}), 0, false);
+  auto w = worker();
+  // An idle worker takes the exclusive job first, by itself, whatever max_jobs.
+  auto l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  EXPECT_TRUE(l.jobs(0).exclusive());
+  EXPECT_EQ(state(r.experiment_id, "a"), "pending");
+  // While it holds x, the worker gets nothing, however often it asks.
+  EXPECT_EQ(lease(w, 10).jobs_size(), 0);
+  EXPECT_EQ(lease(w, 1).jobs_size(), 0);
+  EXPECT_EQ(ok(w, l.jobs(0)).accepted_size(), 1);
+  // Reported: the shared jobs come, together, and are not exclusive.
+  auto l2 = lease(w, 10);
+  EXPECT_EQ(names(l2), (Names{"a", "b", "c"}));
+  for (const auto& j : l2.jobs()) EXPECT_FALSE(j.exclusive());
+  bool marked = false;
+  const auto logs = store_->logs(store_->find_job(r.experiment_id, "x"));
+  for (const auto& e : logs.events())
+    marked |= e.event() == "leased" && e.detail().find("exclusive") != std::string::npos;
+  EXPECT_TRUE(marked);
+}
+
+TEST_F(StoreTest, ExclusiveJobIsNotLeasedToAWorkerHoldingAJob) {
+  auto r = store_->submit(P({J("a"), J("b"), J("c")}), 0, false);
+  auto w = worker();
+  auto a = lease(w, 1);
+  ASSERT_EQ(names(a), Names{"a"});
+  store_->submit(P({X("x")}, "t2"), 0, false);
+  // w holds a: not x, and (x being first in line) nothing else either, so
+  // that w empties and x does not starve behind a stream of shared jobs.
+  EXPECT_EQ(lease(w, 10).jobs_size(), 0);
+  ok(w, a.jobs(0));
+  auto l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  EXPECT_EQ(lease(w, 10).jobs_size(), 0);
+  ok(w, l.jobs(0));
+  EXPECT_EQ(names(lease(w, 10)), (Names{"b", "c"}));
+  EXPECT_EQ(state(r.experiment_id, "b"), "leased");
+}
+
+TEST_F(StoreTest, ExclusiveJobGoesToTheIdleWorkerWhileTheBusyOneWaits) {
+  store_->submit(P({J("a"), J("b"), J("c")}), 0, false);
+  auto busy = worker({}, "busy");
+  auto idle = worker({}, "idle");
+  ASSERT_EQ(names(lease(busy, 1)), Names{"a"});
+  store_->submit(P({X("x")}, "t2"), 0, false);
+  EXPECT_EQ(lease(busy, 10).jobs_size(), 0);  // held back for x
+  auto l = lease(idle, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  // x is taken: the busy worker gets shared work again, the one holding x none.
+  EXPECT_EQ(names(lease(busy, 10)), (Names{"b", "c"}));
+  EXPECT_EQ(lease(idle, 10).jobs_size(), 0);
+  auto ws = store_->workers();
+  for (const auto& wi : ws)
+    if (wi.name() == "idle") EXPECT_EQ(wi.current_job_names_size(), 1);
+}
+
+TEST_F(StoreTest, ExclusiveJobsRunOneAtATimePerWorker) {
+  store_->submit(P({X("x1"), X("x2"), X("x3"), J("a")}), 0, false);
+  auto w1 = worker({}, "w1");
+  auto w2 = worker({}, "w2");
+  auto l1 = lease(w1, 10), l2 = lease(w2, 10);
+  EXPECT_EQ(names(l1), Names{"x1"});
+  EXPECT_EQ(names(l2), Names{"x2"});
+  EXPECT_EQ(lease(w1, 10).jobs_size(), 0);
+  EXPECT_EQ(lease(w2, 10).jobs_size(), 0);
+  ok(w2, l2.jobs(0));
+  EXPECT_EQ(names(lease(w2, 10)), Names{"x3"});
+  ok(w1, l1.jobs(0));
+  EXPECT_EQ(names(lease(w1, 10)), Names{"a"});
+}
+
+TEST_F(StoreTest, ExclusiveJobsOfLowerPriorityAndOtherKindsHoldNobodyBack) {
+  store_->submit(P({X("low")}, "low"), 0, false);
+  store_->submit(P({J("a"), J("b"), J("c")}, "high"), 5, false);
+  store_->submit(P({X("other", "k2")}, "other"), 9, false);
+  auto w = worker({"k"});
+  // Priorities win: an idle worker takes the shared high-priority jobs, and
+  // a busy one goes on taking them; the k2 job is not for this worker.
+  ASSERT_EQ(names(lease(w, 1)), Names{"a"});
+  EXPECT_EQ(names(lease(w, 10)), (Names{"b", "c"}));
+}
+
+TEST_F(StoreTest, ExclusiveLeaseEndsWithFailureReleaseCancelAndExpiry) {
+  auto r = store_->submit(P({X("x"), J("a")}), 0, false);
+  auto w = worker();
+  // A failed attempt (retryable) frees the worker; x is due again after its backoff.
+  auto l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  fail(w, l.jobs(0), "boom", true);
+  auto a = lease(w, 10);
+  ASSERT_EQ(names(a), Names{"a"});  // x is backing off
+  EXPECT_EQ(lease(w, 10).jobs_size(), 0);
+  ok(w, a.jobs(0));
+  advance(600);
+  l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  // An expired lease, once reaped, frees the worker.
+  advance(15001);
+  EXPECT_EQ(store_->reap_expired(), 1);
+  advance(2000);
+  l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  EXPECT_EQ(l.jobs(0).attempt(), 3);
+  // Released, x can be leased again at once.
+  EXPECT_EQ(store_->release(w, {l.jobs(0).lease_id()}), 1);
+  l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  // Cancelled with its experiment: the worker takes other work.
+  store_->submit(P({J("b")}, "t2"), 0, false);
+  EXPECT_EQ(lease(w, 10).jobs_size(), 0);
+  EXPECT_EQ(store_->cancel(r.experiment_id), 1);
+  EXPECT_EQ(names(lease(w, 10)), Names{"b"});
+}
+
+TEST_F(StoreTest, WorkerHeldByAnExclusiveJobLongPollsUntilItIsReported) {
+  store_->submit(P({X("x"), J("a")}), 0, false);
+  auto w = worker();
+  auto l = lease(w, 10);
+  ASSERT_EQ(names(l), Names{"x"});
+  auto waiter = std::async(std::launch::async, [&] {
+    v1::LeaseRequest r;
+    r.set_worker_id(w);
+    r.set_max_jobs(5);
+    r.set_wait_ms(20000);
+    return store_->lease(r);
+  });
+  EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  // A non-retryable failure frees the worker too, and wakes its long-poll.
+  const auto t0 = std::chrono::steady_clock::now();
+  fail(w, l.jobs(0), "bad", false);
+  auto got = waiter.get();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(names(got), Names{"a"});
+}
+
+TEST_F(StoreTest, HeldBackWorkerWakesWhenAnotherTakesTheExclusiveJob) {
+  store_->submit(P({J("a"), J("b")}), 0, false);
+  auto busy = worker({}, "busy");
+  auto idle = worker({}, "idle");
+  ASSERT_EQ(names(lease(busy, 1)), Names{"a"});
+  store_->submit(P({X("x")}, "t2"), 0, false);
+  auto waiter = std::async(std::launch::async, [&] {
+    v1::LeaseRequest r;
+    r.set_worker_id(busy);
+    r.set_max_jobs(5);
+    r.set_wait_ms(20000);
+    return store_->lease(r);
+  });
+  EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(names(lease(idle, 10)), Names{"x"});
+  EXPECT_EQ(names(waiter.get()), Names{"b"});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST_F(StoreTest, ExclusiveIsPartOfTheContentKeyOnlyWhenSet) {
+  auto first = store_->submit(P({J("a"), J("b")}), 0, false);
+  drain(worker());
+  // The same job, exclusive: a result measured beside others does not stand in for it.
+  auto again = store_->submit(P({J("a"), X("b")}), 0, false);
+  EXPECT_EQ(again.n_reused, 1);
+  EXPECT_EQ(state(again.experiment_id, "b"), "pending");
+  (void)first;
+}
+
+TEST_F(StoreTest, VersionOneDatabaseIsUpgradedInPlace) {
+  store_.reset();
+  const std::string old = dir_ + "/v1.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(old.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, kMigrations[0], nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+                         "INSERT INTO schema_version VALUES(1);"
+                         "INSERT INTO experiments(id, name, parts, params_json, priority, state, submitted_ms) "
+                         "VALUES(1, 'old', '', '{}', 0, 'running', 1);"
+                         "INSERT INTO jobs(id, experiment_id, name, kind, params_json, model, reduce, state, priority, "
+                         "max_attempts, timeout_s, content_key, n_deps_left, created_ms) "
+                         "VALUES(1, 1, 'j', 'k', '{}', '', 1, 'pending', 0, 3, 0, 'key', 0, 1);",
+                         nullptr, nullptr, &err),
+            SQLITE_OK)
+      << (err ? err : "");
+  sqlite3_close(db);
+  StoreOptions o;
+  o.clock = [this] { return now_.load(); };
+  store_ = Store::open(old, o);
+  {
+    sqlite3* check = nullptr;
+    ASSERT_EQ(sqlite3_open(old.c_str(), &check), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(check, "SELECT MAX(version) FROM schema_version", -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(st, 0), Store::schema_version());
+    sqlite3_finalize(st);
+    sqlite3_close(check);
+  }
+  // The old job is not exclusive, and leasing (which reads the new column and index) works.
+  auto w = worker();
+  auto l = lease(w, 10);
+  ASSERT_EQ(l.jobs_size(), 1);
+  EXPECT_EQ(l.jobs(0).name(), "j");
+  EXPECT_FALSE(l.jobs(0).exclusive());
+  auto r = store_->submit(P({X("x")}), 0, false);
+  ok(w, l.jobs(0));
+  EXPECT_TRUE(lease(w, 10).jobs(0).exclusive());
+  EXPECT_EQ(status(1).state(), "done");
+  (void)r;
 }
 
 }  // namespace

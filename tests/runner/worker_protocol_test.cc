@@ -228,5 +228,41 @@ TEST_F(WorkerProtocol, UnrunnableJobsFailClearly) {
   EXPECT_TRUE(result_of(fake, 3)->ok());
 }
 
+
+// A coordinator that (unlike spt-server) batches exclusive jobs with others
+// and would lease more while one runs: the worker itself still runs each
+// exclusive job with nothing beside it, and leases nothing meanwhile.
+TEST_F(WorkerProtocol, ExclusiveJobRunsAloneEvenInAMixedBatch) {
+  const int n = 60, k = 6;
+  for (int i = 0; i < n; ++i) {
+    auto j = map_job(i, {{"exclusive_every", k}, {"stall", 1.0}, {"stall_s", 0.02}});
+    j.set_exclusive((i + 1) % k == 0);
+    fake.add_job(std::move(j));
+  }
+  auto w = worker({.name = "solo", .slots = 2, .batch = 4});
+  ASSERT_TRUE(wait_until([&] { return fake.results().size() >= static_cast<size_t>(n); }, 60)) << w->log();
+  stop(*w);
+  struct Span {
+    int i;
+    double t0, t1;
+  };
+  std::vector<Span> spans;
+  for (int i = 0; i < n; ++i) {
+    auto r = result_of(fake, i);
+    ASSERT_TRUE(r && r->ok()) << i;
+    EXPECT_EQ(count_results(fake, i), 1);
+    const auto j = nlohmann::json::parse(r->result_json());
+    spans.push_back({i, j["t0"].get<double>(), j["t1"].get<double>()});
+  }
+  int side_by_side = 0;
+  for (const auto& a : spans)
+    for (const auto& b : spans) {
+      if (a.i >= b.i || !(a.t0 < b.t1 && b.t0 < a.t1)) continue;
+      EXPECT_FALSE((a.i + 1) % k == 0 || (b.i + 1) % k == 0) << "map/" << a.i << " overlapped map/" << b.i;
+      ++side_by_side;
+    }
+  EXPECT_GT(side_by_side, 0);  // the two slots did run shared jobs together
+}
+
 }  // namespace
 }  // namespace spt::test
