@@ -254,5 +254,69 @@ TEST_F(Exp10Runner, WorkerKilledDuringPartAStillEvaluatesEveryHeadOnce) {
   expect_same_table(R.at("a/reduce"), in_process(plan, "a/reduce", dir.file("scratch")));
 }
 
+TEST_F(Exp10Runner, PhaseThreeOnTwoWorkersReproducesSeedsAndRunsTimingAlone) {
+  // Part p through the real runner: P3's recorded seeds give the same tokens
+  // on whichever worker ran them as in process, and the coordinator ran each
+  // exclusive P1 unit alone (leased by itself, as its lease event says).
+  TempDir dir;
+  const std::string model = dir.file("tiny-gpt2");
+  gpt2::TestModelSpec spec;
+  spec.n_layer = 2;
+  spec.n_head = 4;
+  spec.seed = 13;
+  spec.std = 0.08f;
+  gpt2::write_test_model(model, spec);
+  Server server(dir);
+  ASSERT_TRUE(server.start()) << server.process()->log();
+  auto w1 = start_worker(dir, server.address(), server.token(), {.name = "w1", .slots = 2, .batch = 8});
+  auto w2 = start_worker(dir, server.address(), server.token(), {.name = "w2", .slots = 2, .batch = 8});
+  auto params = tiny_params(model, 2, 4, 256);
+  for (const auto& [k, v] : std::map<std::string, std::string>{{"exp3ef", "none"},
+                                                               {"v_max_tokens", "512"},
+                                                               {"p1_prompt_len", "8"},
+                                                               {"p1_new_tokens", "8"},
+                                                               {"p1_runs", "2"},
+                                                               {"p_prompt_len", "16"},
+                                                               {"p_new_tokens", "6"},
+                                                               {"p_iterations", "2"},
+                                                               {"p_prompts", "3"},
+                                                               {"p3_candidates", "3"},
+                                                               {"p4_max_tokens", "256"},
+                                                               {"p4_chunk_lens", "32,64"}})
+    params[k] = v;
+  const int64_t id = submit_parts(server, "p", params);
+  const auto st = wait_finished(server, id, 300);
+  ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log();
+  const auto plan = plan::make_plan({"exp10", "p", params});
+  EXPECT_EQ(st.counts().done(), static_cast<int64_t>(plan.jobs.size()));
+
+  ExecutorRegistry reg;
+  spt::exp10::register_executors(reg);
+  ExecContext ctx;
+  ctx.scratch_dir = dir.file("scratch");
+  const auto local = spt::exp10::run_plan_in_process(plan, reg, ctx).results;
+  int compared = 0;
+  for (const auto& spec_job : plan.jobs) {
+    if (spec_job.name.rfind("p/best/", 0) != 0 && spec_job.name.rfind("p/speed/", 0) != 0) continue;
+    grpc::ClientContext c;
+    server.prepare(c);
+    v1::LogsRequest req;
+    req.mutable_experiment()->set_id(id);
+    req.set_job_name(spec_job.name);
+    v1::LogsResponse resp;
+    ASSERT_TRUE(server.control().Logs(&c, req, &resp).ok()) << spec_job.name;
+    const json got = json::parse(resp.job().result_json());
+    if (spec_job.name.rfind("p/best/", 0) == 0) {
+      EXPECT_EQ(got.at("candidates"), local.at(spec_job.name).at("candidates")) << spec_job.name;
+      ++compared;
+    } else {
+      bool alone = false;
+      for (const auto& e : resp.events()) alone = alone || e.detail().find("exclusive") != std::string::npos;
+      EXPECT_TRUE(alone) << spec_job.name << " was not leased as an exclusive job";
+    }
+  }
+  EXPECT_EQ(compared, 9);  // 3 conditions x 3 prompts
+}
+
 }  // namespace
 }  // namespace spt::test
