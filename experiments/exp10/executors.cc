@@ -49,11 +49,7 @@ class ModelExecutor : public Executor {
     std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
     platform::run_grouped(
         jobs, ctx, done,
-        [](const JobSpec& j) {
-          const json& p = j.params;
-          return p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32")) + "|" +
-                 ChunkKey::from_params(p).str();
-        },
+        [](const JobSpec& j) { return platform::model_data_key(j.params); },
         [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_group(jobs, idx, ctx, report); });
   }
 

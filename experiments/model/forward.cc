@@ -9,23 +9,6 @@
 namespace spt::gpt2 {
 namespace {
 
-// x·W + b with x [..., in], W [in, out]. Under bf16, W is bf16 and the
-// product is taken in bf16, returned as float32.
-at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = W.size(1);
-  const at::Tensor x2 = x.reshape({-1, W.size(0)});
-  at::Tensor y = W.scalar_type() == at::kFloat ? at::addmm(b, x2, W)
-                                               : at::mm(x2.to(W.scalar_type()), W).to(at::kFloat).add_(b);
-  return y.view(shape);
-}
-
-// a·b for activations (batched), in `dtype`, returned as float32.
-at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, at::ScalarType dtype) {
-  if (dtype == at::kFloat) return at::matmul(a, b);
-  return at::matmul(a.to(dtype), b.to(dtype)).to(at::kFloat);
-}
-
 // LayerNorm over d_model; with undefined w/b this is TransformerLens's LNPre:
 // (x − mean) / sqrt(mean((x − mean)²) + eps).
 at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
@@ -320,6 +303,20 @@ at::Tensor Forward::row_nll(const at::Tensor& x, const at::Tensor& tokens, int64
   }
   // Sum per row in double (on the CPU: MPS has no float64).
   return out.to(at::kCPU).to(at::kDouble).view({B, T - 1}).sum(1);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = W.size(1);
+  const at::Tensor x2 = x.reshape({-1, W.size(0)});
+  at::Tensor y = W.scalar_type() == at::kFloat ? at::addmm(b, x2, W)
+                                               : at::mm(x2.to(W.scalar_type()), W).to(at::kFloat).add_(b);
+  return y.view(shape);
+}
+
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, at::ScalarType dtype) {
+  if (dtype == at::kFloat) return at::matmul(a, b);
+  return at::matmul(a.to(dtype), b.to(dtype)).to(at::kFloat);
 }
 
 }  // namespace spt::gpt2

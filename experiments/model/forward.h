@@ -44,6 +44,12 @@ std::set<std::string> all_hook_names(int n_layer);
 // Checks a variant against the config; throws std::invalid_argument.
 void validate(const Variant& v, const Config& c);
 
+// x·W + b with x [..., in], W [in, out]. Under bf16, W is bf16 and the
+// product is taken in bf16, returned as float32.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b);
+// a·b for activations (batched), in `dtype`, returned as float32.
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, at::ScalarType dtype);
+
 class Forward {
  public:
   Forward(const Weights& w, const Config& c, bool fast_attention);

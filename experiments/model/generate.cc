@@ -136,21 +136,6 @@ bool is_attn_op(HeadOp op) {
   return op == HeadOp::attn_relu || op == HeadOp::attn_l1 || op == HeadOp::attn_identity;
 }
 
-// Same as forward.cc's helpers (kept local: those are internal there).
-at::Tensor linear(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b) {
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = W.size(1);
-  const at::Tensor x2 = x.reshape({-1, W.size(0)});
-  at::Tensor y = W.scalar_type() == at::kFloat ? at::addmm(b, x2, W)
-                                               : at::mm(x2.to(W.scalar_type()), W).to(at::kFloat).add_(b);
-  return y.view(shape);
-}
-
-at::Tensor matmul(const at::Tensor& a, const at::Tensor& b, at::ScalarType dtype) {
-  if (dtype == at::kFloat) return at::matmul(a, b);
-  return at::matmul(a.to(dtype), b.to(dtype)).to(at::kFloat);
-}
-
 void check_tokens(const std::vector<int32_t>& toks, const Config& c, const char* what) {
   for (size_t i = 0; i < toks.size(); ++i)
     if (toks[i] < 0 || toks[i] >= c.vocab)

@@ -237,4 +237,9 @@ ModelHost& shared_model_host() {
   return *host;
 }
 
+std::string model_data_key(const json& p) {
+  return p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32")) + "|" +
+         ChunkKey::from_params(p).str();
+}
+
 }  // namespace spt::platform

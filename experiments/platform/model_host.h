@@ -54,6 +54,10 @@ struct ChunkKey {
   std::string str() const;
 };
 
+// "model|precision|chunk key" of a job's params: jobs with the same key run
+// on one loaded model over one chunk set (run_grouped's key for them).
+std::string model_data_key(const nlohmann::json& params);
+
 struct LoadedModel {
   std::string name;  // the model param
   std::unique_ptr<gpt2::Model> model;
