@@ -61,11 +61,6 @@ class ModelExecutor : public Executor {
     const std::shared_ptr<LoadedModel> loaded = host.model_for(p0, ctx);
     const LoadedModel& m = *loaded;
     const auto& cfg = m.model->info().config;
-    const int want_l = p0.value("n_layer", cfg.n_layer), want_h = p0.value("n_head", cfg.n_head);
-    if (want_l != cfg.n_layer || want_h != cfg.n_head)
-      throw Permanent("model " + p0.value("model", std::string()) + " has " + std::to_string(cfg.n_layer) + "x" +
-                      std::to_string(cfg.n_head) + " heads; the submission planned " + std::to_string(want_l) + "x" +
-                      std::to_string(want_h));
     const ChunkKey k = ChunkKey::from_params(p0);
     if (k.chunk_len > cfg.n_ctx)
       throw Permanent("chunk_len " + std::to_string(k.chunk_len) + " exceeds the model's context " +

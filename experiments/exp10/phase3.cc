@@ -188,20 +188,9 @@ class GenExecutor : public Executor {
           platform::ModelHost& host = platform::shared_model_host();
           const json& p0 = jobs[idx.front()].params;
           const std::shared_ptr<LoadedModel> loaded = host.model_for(p0, ctx);
-          const auto& cfg = loaded->model->info().config;
-          const int want_l = p0.value("n_layer", cfg.n_layer), want_h = p0.value("n_head", cfg.n_head);
-          if (want_l != cfg.n_layer || want_h != cfg.n_head)
-            throw Permanent("model " + p0.value("model", std::string()) + " has " + std::to_string(cfg.n_layer) +
-                            "x" + std::to_string(cfg.n_head) + " heads; the submission planned " +
-                            std::to_string(want_l) + "x" + std::to_string(want_h));
           const std::shared_ptr<const ChunkSet> cs = host.chunks_for(ChunkKey::from_params(p0), *loaded, ctx);
           const json prov = host.provenance(p0, *loaded, cs.get(), ctx);
-          std::string dev;
-          try {
-            dev = gpt2::device_description(ctx.device);
-          } catch (const std::exception&) {
-            dev = ctx.device;
-          }
+          const std::string dev = prov.value("device", ctx.device);  // the host described it
           for (size_t i : idx) {
             if (ctx.should_stop()) return;
             try {

@@ -94,6 +94,17 @@ std::string ChunkKey::str() const {
 }
 
 std::shared_ptr<LoadedModel> ModelHost::model_for(const json& p, ExecContext& ctx) {
+  std::shared_ptr<LoadedModel> m = cached_or_loaded(p, ctx);
+  const auto& c = m->model->info().config;
+  const int want_l = p.value("n_layer", c.n_layer), want_h = p.value("n_head", c.n_head);
+  if (want_l != c.n_layer || want_h != c.n_head)
+    throw PermanentError("model " + p.value("model", std::string()) + " has " + std::to_string(c.n_layer) + "x" +
+                         std::to_string(c.n_head) + " heads; the submission planned " + std::to_string(want_l) +
+                         "x" + std::to_string(want_h));
+  return m;
+}
+
+std::shared_ptr<LoadedModel> ModelHost::cached_or_loaded(const json& p, ExecContext& ctx) {
   const std::string name = p.value("model", std::string("gpt2"));
   const std::string precision = p.value("precision", std::string("fp32"));
   const std::string key = name + "|" + precision + "|" + ctx.device;

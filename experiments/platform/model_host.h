@@ -74,7 +74,9 @@ struct ChunkSet {
 class ModelHost {
  public:
   // The model of params "model" (default gpt2) at "precision" (default
-  // fp32) on ctx.device, loaded on first use.
+  // fp32) on ctx.device, loaded on first use. PermanentError when params
+  // name n_layer/n_head other than the model's (the plan was made for
+  // another model).
   std::shared_ptr<LoadedModel> model_for(const nlohmann::json& params, ExecContext& ctx);
   // The dataset file `k` names: "sha256:<hex>" (fetched), a path (a file or
   // a folder holding wiki.valid.raw), a coordinator-registered name, or a
@@ -95,6 +97,8 @@ class ModelHost {
   std::mutex& compute_mutex() { return compute_mu_; }
 
  private:
+  std::shared_ptr<LoadedModel> cached_or_loaded(const nlohmann::json& params, ExecContext& ctx);
+
   mutable std::mutex mu_;  // the caches below
   std::list<std::pair<std::string, std::shared_ptr<LoadedModel>>> models_;  // most recently used first
   std::map<std::string, std::shared_ptr<const ChunkSet>> chunks_;

@@ -95,10 +95,6 @@ class ProbeExecutor : public Executor {
     const auto& info = m.lm->model->info();
     m.n_layer = info.config.n_layer;
     m.d_model = info.config.d_model;
-    if (p0.value("n_layer", m.n_layer) != m.n_layer || p0.value("n_head", info.config.n_head) != info.config.n_head)
-      throw PermanentError("model " + p0.value("model", std::string()) + " has " + std::to_string(m.n_layer) + "x" +
-                           std::to_string(info.config.n_head) + " heads; the submission planned " +
-                           std::to_string(p0.value("n_layer", 0)) + "x" + std::to_string(p0.value("n_head", 0)));
     m.prov = host.provenance(p0, *m.lm, nullptr, ctx);
     m.prov["prompts_sha256"] = platform::prompt_sets().sha256;
     m.prov["random_weights"] = random_weights(info.dir);
