@@ -37,29 +37,6 @@ std::map<std::string, std::string> tiny_params(const std::string& model, int lay
           {"chunk_len", "64"}};
 }
 
-int64_t submit_parts(Server& s, const std::string& parts, const std::map<std::string, std::string>& params) {
-  grpc::ClientContext ctx;
-  s.prepare(ctx, 60);
-  v1::SubmitRequest req;
-  req.set_experiment("exp10");
-  req.set_parts(parts);
-  for (const auto& [k, v] : params) (*req.mutable_params())[k] = v;
-  v1::SubmitResponse resp;
-  const grpc::Status st = s.control().Submit(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << rpc::status_text(st);
-  return resp.experiment_id();
-}
-
-std::map<std::string, json> reduce_results(Server& s, int64_t id) {
-  std::map<std::string, json> out;
-  const v1::ResultsResponse res = results(s, id);
-  for (const auto& j : res.reduce_results()) {
-    EXPECT_EQ(j.state(), "done") << j.name() << ": " << j.error();
-    out[j.name()] = json::parse(j.result_json());
-  }
-  return out;
-}
-
 // exp10a tables agree to rounding plus fp32 summation-order noise.
 void expect_same_table(const json& got, const json& want) {
   ASSERT_EQ(got.at("results").size(), want.at("results").size());
@@ -101,7 +78,7 @@ TEST_F(Exp10Runner, AbcdOnTwoWorkersMatchesInProcessRun) {
   auto w1 = start_worker(dir, server.address(), server.token(), {.name = "w1", .batch = 8});
   auto w2 = start_worker(dir, server.address(), server.token(), {.name = "w2", .batch = 8});
   const auto params = tiny_params(model, 2, 4, 256);
-  const int64_t id = submit_parts(server, "abcd", params);
+  const int64_t id = submit_parts(server, "exp10", "abcd", params).experiment_id();
   const auto st = wait_finished(server, id, 240);
   ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log() << "\n" << server.process()->log();
   const auto plan = plan::make_plan({"exp10", "abcd", params});
@@ -163,7 +140,7 @@ TEST_F(Exp10Runner, MeanLinearAndValidationPartsMatchInProcessRun) {
   auto w2 = start_worker(dir, server.address(), server.token(), {.name = "w2", .batch = 8});
   auto params = tiny_params(model, 2, 4, 256);
   params["v_max_tokens"] = "512";
-  const int64_t id = submit_parts(server, "fhlv", params);
+  const int64_t id = submit_parts(server, "exp10", "fhlv", params).experiment_id();
   const auto st = wait_finished(server, id, 300);
   ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log();
   const auto plan = plan::make_plan({"exp10", "fhlv", params});
@@ -212,7 +189,7 @@ TEST_F(Exp10Runner, WorkerKilledDuringPartAStillEvaluatesEveryHeadOnce) {
   Server server(dir, {.lease_ttl_ms = 1500, .heartbeat_ms = 300});
   ASSERT_TRUE(server.start()) << server.process()->log();
   const auto params = tiny_params(model, 3, 8, 512);
-  const int64_t id = submit_parts(server, "a", params);
+  const int64_t id = submit_parts(server, "exp10", "a", params).experiment_id();
   auto victim = start_worker(dir, server.address(), server.token(), {.name = "victim", .batch = 3});
   std::optional<v1::WorkerInfo> seen;
   ASSERT_TRUE(wait_until(
@@ -237,16 +214,7 @@ TEST_F(Exp10Runner, WorkerKilledDuringPartAStillEvaluatesEveryHeadOnce) {
   const auto plan = plan::make_plan({"exp10", "a", params});
   EXPECT_EQ(st.counts().done(), static_cast<int64_t>(plan.jobs.size()));
   EXPECT_EQ(st.counts().failed(), 0);
-  for (int64_t job : orphaned) {
-    grpc::ClientContext ctx;
-    server.prepare(ctx);
-    v1::LogsRequest req;
-    req.set_job_id(job);
-    v1::LogsResponse resp;
-    ASSERT_TRUE(server.control().Logs(&ctx, req, &resp).ok());
-    EXPECT_EQ(resp.job().state(), "done");
-    EXPECT_GE(resp.job().attempt(), 2) << resp.job().name();
-  }
+  expect_redone(server, orphaned);
   // Every head exactly once in the table, equal to an undisturbed run.
   const auto R = reduce_results(server, id);
   ASSERT_TRUE(R.count("a/reduce"));
@@ -284,7 +252,7 @@ TEST_F(Exp10Runner, PhaseThreeOnTwoWorkersReproducesSeedsAndRunsTimingAlone) {
                                                                {"p4_max_tokens", "256"},
                                                                {"p4_chunk_lens", "32,64"}})
     params[k] = v;
-  const int64_t id = submit_parts(server, "p", params);
+  const int64_t id = submit_parts(server, "exp10", "p", params).experiment_id();
   const auto st = wait_finished(server, id, 300);
   ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log();
   const auto plan = plan::make_plan({"exp10", "p", params});
@@ -298,13 +266,7 @@ TEST_F(Exp10Runner, PhaseThreeOnTwoWorkersReproducesSeedsAndRunsTimingAlone) {
   int compared = 0;
   for (const auto& spec_job : plan.jobs) {
     if (spec_job.name.rfind("p/best/", 0) != 0 && spec_job.name.rfind("p/speed/", 0) != 0) continue;
-    grpc::ClientContext c;
-    server.prepare(c);
-    v1::LogsRequest req;
-    req.mutable_experiment()->set_id(id);
-    req.set_job_name(spec_job.name);
-    v1::LogsResponse resp;
-    ASSERT_TRUE(server.control().Logs(&c, req, &resp).ok()) << spec_job.name;
+    const v1::LogsResponse resp = job_logs(server, id, spec_job.name);
     const json got = json::parse(resp.job().result_json());
     if (spec_job.name.rfind("p/best/", 0) == 0) {
       EXPECT_EQ(got.at("candidates"), local.at(spec_job.name).at("candidates")) << spec_job.name;

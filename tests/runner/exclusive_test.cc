@@ -30,14 +30,7 @@ struct Ran {
 void collect(Server& server, int64_t id, int n, int k, std::vector<Ran>* out) {
   for (int i = 0; i < n; ++i) {
     const std::string job = "map/" + std::to_string(i);
-    grpc::ClientContext ctx;
-    server.prepare(ctx);
-    v1::LogsRequest req;
-    req.mutable_experiment()->set_id(id);
-    req.set_job_name(job);
-    v1::LogsResponse resp;
-    const grpc::Status st = server.control().Logs(&ctx, req, &resp);
-    ASSERT_TRUE(st.ok()) << rpc::status_text(st);
+    const v1::LogsResponse resp = job_logs(server, id, job);
     ASSERT_EQ(resp.job().state(), "done") << resp.DebugString();
     int done = 0, leased_exclusive = 0;
     for (const auto& e : resp.events()) {

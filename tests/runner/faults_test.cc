@@ -39,17 +39,7 @@ TEST(Faults, KilledWorkersJobsFinishElsewhereExactlyOnce) {
   expect_complete(server, id, n, 120);
 
   // The victim's jobs were finished by a later attempt.
-  for (int64_t job : orphaned) {
-    grpc::ClientContext ctx;
-    server.prepare(ctx);
-    v1::LogsRequest req;
-    req.set_job_id(job);
-    v1::LogsResponse resp;
-    const grpc::Status st = server.control().Logs(&ctx, req, &resp);
-    ASSERT_TRUE(st.ok()) << rpc::status_text(st);
-    EXPECT_EQ(resp.job().state(), "done");
-    EXPECT_GE(resp.job().attempt(), 2) << resp.DebugString();
-  }
+  expect_redone(server, orphaned);
   const auto v = worker_named(server, "victim");
   ASSERT_TRUE(v.has_value());
   EXPECT_FALSE(v->alive());

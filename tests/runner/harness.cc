@@ -292,16 +292,22 @@ v1::ExperimentStatus experiment_status(Server& s, int64_t id) {
 
 int64_t submit(Server& s, const std::string& experiment, const std::map<std::string, std::string>& params,
                int32_t priority) {
+  return submit_parts(s, experiment, "", params, priority).experiment_id();
+}
+
+v1::SubmitResponse submit_parts(Server& s, const std::string& experiment, const std::string& parts,
+                                const std::map<std::string, std::string>& params, int32_t priority) {
   grpc::ClientContext ctx;
   s.prepare(ctx, 60);
   v1::SubmitRequest req;
   req.set_experiment(experiment);
+  req.set_parts(parts);
   for (const auto& [k, v] : params) (*req.mutable_params())[k] = v;
   req.set_priority(priority);
   v1::SubmitResponse resp;
   const grpc::Status st = s.control().Submit(&ctx, req, &resp);
   EXPECT_TRUE(st.ok()) << rpc::status_text(st);
-  return resp.experiment_id();
+  return resp;
 }
 
 v1::ExperimentStatus wait_finished(Server& s, int64_t id, double timeout_s) {
@@ -331,6 +337,48 @@ v1::ResultsResponse results(Server& s, int64_t id) {
   const grpc::Status st = s.control().Results(&ctx, req, &resp);
   EXPECT_TRUE(st.ok()) << rpc::status_text(st);
   return resp;
+}
+
+std::map<std::string, nlohmann::json> reduce_results(Server& s, int64_t id) {
+  std::map<std::string, nlohmann::json> out;
+  const v1::ResultsResponse res = results(s, id);
+  for (const auto& j : res.reduce_results()) {
+    EXPECT_EQ(j.state(), "done") << j.name() << ": " << j.error();
+    out[j.name()] = nlohmann::json::parse(j.result_json());
+  }
+  return out;
+}
+
+namespace {
+v1::LogsResponse logs(Server& s, const v1::LogsRequest& req) {
+  grpc::ClientContext ctx;
+  s.prepare(ctx);
+  v1::LogsResponse resp;
+  const grpc::Status st = s.control().Logs(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << rpc::status_text(st);
+  return resp;
+}
+}  // namespace
+
+v1::LogsResponse job_logs(Server& s, int64_t job_id) {
+  v1::LogsRequest req;
+  req.set_job_id(job_id);
+  return logs(s, req);
+}
+
+v1::LogsResponse job_logs(Server& s, int64_t experiment_id, const std::string& job_name) {
+  v1::LogsRequest req;
+  req.mutable_experiment()->set_id(experiment_id);
+  req.set_job_name(job_name);
+  return logs(s, req);
+}
+
+void expect_redone(Server& s, const std::set<int64_t>& job_ids) {
+  for (int64_t id : job_ids) {
+    const v1::LogsResponse resp = job_logs(s, id);
+    EXPECT_EQ(resp.job().state(), "done") << id;
+    EXPECT_GE(resp.job().attempt(), 2) << resp.job().name();
+  }
 }
 
 // Asserts that the experiment finished with every job done exactly once

@@ -9,8 +9,11 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "spt/v1/spt.grpc.pb.h"
 
@@ -133,6 +136,9 @@ v1::ExperimentStatus experiment_status(Server& s, int64_t id);
 // Submits and returns the experiment id (asserting OK).
 int64_t submit(Server& s, const std::string& experiment, const std::map<std::string, std::string>& params,
                int32_t priority = 0);
+// Submits with parts and returns the whole response (asserting OK).
+v1::SubmitResponse submit_parts(Server& s, const std::string& experiment, const std::string& parts,
+                                const std::map<std::string, std::string>& params, int32_t priority = 0);
 // Polls until the experiment leaves "running" or timeout_s; returns its status.
 v1::ExperimentStatus wait_finished(Server& s, int64_t id, double timeout_s);
 
@@ -141,6 +147,14 @@ std::optional<v1::WorkerInfo> worker_named(Server& s, const std::string& name);
 
 // Results of an experiment (asserting OK).
 v1::ResultsResponse results(Server& s, int64_t id);
+// Its reduce jobs' results by job name, parsed (asserting each is done).
+std::map<std::string, nlohmann::json> reduce_results(Server& s, int64_t id);
+// One job's logs, by id or by experiment and name (asserting OK).
+v1::LogsResponse job_logs(Server& s, int64_t job_id);
+v1::LogsResponse job_logs(Server& s, int64_t experiment_id, const std::string& job_name);
+// Asserts that each job is done and was finished by an attempt after its
+// first (the leases of a killed worker).
+void expect_redone(Server& s, const std::set<int64_t>& job_ids);
 // Waits for the selftest experiment `id` of n map jobs to finish, then
 // asserts: state done, every job done once (Status counts), and a reduce
 // result that saw each i in 0..n-1 exactly once with the right sum.

@@ -44,30 +44,6 @@ TwoModels write_models(const TempDir& dir) {
   return m;
 }
 
-v1::SubmitResponse submit(Server& s, const std::string& exp, const std::string& parts,
-                          const std::map<std::string, std::string>& params) {
-  grpc::ClientContext ctx;
-  s.prepare(ctx, 60);
-  v1::SubmitRequest req;
-  req.set_experiment(exp);
-  req.set_parts(parts);
-  for (const auto& [k, v] : params) (*req.mutable_params())[k] = v;
-  v1::SubmitResponse resp;
-  const grpc::Status st = s.control().Submit(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << rpc::status_text(st);
-  return resp;
-}
-
-std::map<std::string, json> reduce_results(Server& s, int64_t id) {
-  std::map<std::string, json> out;
-  const v1::ResultsResponse res = results(s, id);
-  for (const auto& j : res.reduce_results()) {
-    EXPECT_EQ(j.state(), "done") << j.name() << ": " << j.error();
-    out[j.name()] = json::parse(j.result_json());
-  }
-  return out;
-}
-
 std::map<std::string, json> in_process(const plan::Plan& p, const std::string& scratch) {
   ExecutorRegistry reg;
   spt::sigma::register_executors(reg);
@@ -103,7 +79,7 @@ TEST(SigmaRunner, MultiModelExp3efOnTwoWorkersMatchesInProcessRun) {
   ASSERT_TRUE(server.start()) << server.process()->log();
   auto w1 = start_worker(dir, server.address(), server.token(), {.name = "w1", .batch = 16});
   auto w2 = start_worker(dir, server.address(), server.token(), {.name = "w2", .batch = 16});
-  const int64_t id = submit(server, "exp3ef", "", m.params).experiment_id();
+  const int64_t id = submit_parts(server, "exp3ef", "", m.params).experiment_id();
   const auto st = wait_finished(server, id, 300);
   ASSERT_EQ(st.state(), "done") << w1->log() << "\n" << w2->log() << "\n" << server.process()->log();
   const auto plan = plan::make_plan({"exp3ef", "", m.params});
@@ -130,7 +106,7 @@ TEST(SigmaRunner, MultiModelExp3efOnTwoWorkersMatchesInProcessRun) {
 
   // exp3 of one model alone: every unit but its report is answered from
   // the store (same names and params as inside the multi-model exp3ef).
-  const auto again = submit(server, "exp3", "", {{"model", m.a}, {"n_layer", "4"}, {"n_head", "4"}});
+  const auto again = submit_parts(server, "exp3", "", {{"model", m.a}, {"n_layer", "4"}, {"n_head", "4"}});
   EXPECT_EQ(again.n_jobs(), 4 + 80 + 4 + 1 + 1);
   EXPECT_EQ(again.n_reused(), again.n_jobs() - 1);
   ASSERT_EQ(wait_finished(server, again.experiment_id(), 120).state(), "done");
@@ -141,7 +117,7 @@ TEST(SigmaRunner, WorkerKilledHoldingSigmaJobsChangesNothing) {
   const TwoModels m = write_models(dir);
   Server server(dir, {.lease_ttl_ms = 1500, .heartbeat_ms = 300});
   ASSERT_TRUE(server.start()) << server.process()->log();
-  const int64_t id = submit(server, "exp3ef", "", m.params).experiment_id();
+  const int64_t id = submit_parts(server, "exp3ef", "", m.params).experiment_id();
   auto victim = start_worker(dir, server.address(), server.token(), {.name = "victim", .batch = 8});
   // Freeze the victim while the coordinator says it holds σ model jobs, so
   // the kill lands with leases outstanding.
@@ -170,16 +146,7 @@ TEST(SigmaRunner, WorkerKilledHoldingSigmaJobsChangesNothing) {
   const auto plan = plan::make_plan({"exp3ef", "", m.params});
   EXPECT_EQ(st.counts().done(), static_cast<int64_t>(plan.jobs.size()));
   EXPECT_EQ(st.counts().failed(), 0);
-  for (int64_t job : orphaned) {
-    grpc::ClientContext ctx;
-    server.prepare(ctx);
-    v1::LogsRequest req;
-    req.set_job_id(job);
-    v1::LogsResponse resp;
-    ASSERT_TRUE(server.control().Logs(&ctx, req, &resp).ok());
-    EXPECT_EQ(resp.job().state(), "done");
-    EXPECT_GE(resp.job().attempt(), 2) << resp.job().name();
-  }
+  expect_redone(server, orphaned);
   const auto R = reduce_results(server, id);
   const auto local = in_process(plan, dir.file("scratch"));
   for (const char* job : {"exp3ef/g-small", "exp3ef/g-deep"}) expect_same_exp3ef(R.at(job), local.at(job));
