@@ -6,12 +6,6 @@
 // completions/s, wall time per unit, and CPU time per unit spent in the
 // server and in the workers (from /proc), which is the per-unit overhead of
 // the runner itself since the jobs do no work.
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,7 +25,6 @@
 #include "client/connection.h"
 #include "spt/util.h"
 
-extern char** environ;
 
 namespace {
 

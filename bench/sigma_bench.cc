@@ -34,11 +34,7 @@
 // vs reduces); probe calls, prompts and forwards come from the probe's own
 // counters (platform::probe_stats()).
 // The pool reports jobs planned/reused/run from the coordinator.
-#include <fcntl.h>
-#include <signal.h>
 #include <sys/resource.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,7 +74,6 @@
 #include "client/connection.h"
 #endif
 
-extern char** environ;
 
 namespace {
 

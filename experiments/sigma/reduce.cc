@@ -76,6 +76,8 @@ json nullable(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 double num(const json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
 
+std::string ic_str(const json& v) { return v.is_number() ? report::fixed(num(v), 1) : "inf"; }
+
 std::string label_of(const std::string& job_name) {
   const auto a = job_name.find('/');
   if (a == std::string::npos) return job_name;

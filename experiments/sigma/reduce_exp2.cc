@@ -266,7 +266,7 @@ std::string exp2_section(const json& doc) {
       const json& f = w.at("fits").at(w.at("best_fit").get<std::string>());
       best = f.at("model").get<std::string>();
       r2 = report::fixed(num(f.at("r2")), 3);
-      bic = f.at("bic").is_number() ? report::fixed(num(f.at("bic")), 1) : "inf";
+      bic = ic_str(f.at("bic"));
       params = params_str(f);
     }
     cv.row({word, cvv.is_number() ? report::fixed(num(cvv), 4) : "n/a", best, r2, bic, params});

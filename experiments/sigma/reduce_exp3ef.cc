@@ -40,7 +40,6 @@ report::Series fit_curve(const json& fit, double x_max, const std::string& label
   return {label, x, eval_fit(analysis::exp3ef_models(), fit, x), report::Series::Style::line};
 }
 
-std::string ic_str(const json& v) { return v.is_number() ? report::fixed(num(v), 1) : "inf"; }
 
 void ef_figures(Ctx& c, const UniversalG& u, const Fits& f) {
   std::vector<report::Series> s;

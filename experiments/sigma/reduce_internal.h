@@ -50,6 +50,8 @@ std::string device_of(const json& prov);
 // prints as "n/a").
 json nullable(double v);
 double num(const json& v);
+// An AIC/BIC as the reports print it: 1 decimal, "inf" for null (+∞, §2.4).
+std::string ic_str(const json& v);
 
 // "exp3/<label>" → "<label>": the model label of a per-model reduce's name.
 std::string label_of(const std::string& job_name);
