@@ -82,14 +82,18 @@ ChunkKey ChunkKey::from_params(const json& p) {
   ChunkKey k;
   k.dataset = p.value("dataset", std::string("wikitext-2-raw"));
   k.dataset_sha = p.value("dataset_sha256", std::string());
-  k.max_tokens = p.value("max_tokens", int64_t{2048});
+  k.split = p.value("split", std::string("valid"));
+  if (k.split != "valid" && k.split != "test")
+    throw std::invalid_argument("split must be valid or test, got '" + k.split + "'");
+  k.max_tokens = p.value("max_tokens", k.split == "test" ? int64_t{200000} : int64_t{2048});
   k.chunk_len = p.value("chunk_len", int64_t{1024});
   k.bos = p.value("bos", 0) != 0;
   return k;
 }
 
 std::string ChunkKey::str() const {
-  return dataset + "|" + dataset_sha + "|" + std::to_string(max_tokens) + "|" + std::to_string(chunk_len) + "|" +
+  // The default split keeps its historical key (stored results stay valid).
+  return dataset + "|" + dataset_sha + (split == "valid" ? "" : "|" + split) + "|" + std::to_string(max_tokens) + "|" + std::to_string(chunk_len) + "|" +
          (bos ? "1" : "0");
 }
 
@@ -144,7 +148,7 @@ std::string ModelHost::dataset_file(const ChunkKey& k, ExecContext& ctx) {
   std::vector<std::string> tried;
   auto attempt = [&](const std::string& path) -> std::string {
     try {
-      return data::find_wikitext_file(path, "valid");
+      return data::find_wikitext_file(path, k.split);
     } catch (const std::exception& e) {
       tried.push_back(e.what());
       return "";
@@ -183,12 +187,13 @@ std::shared_ptr<const ChunkSet> ModelHost::chunks_for(const ChunkKey& k, const L
   auto it = chunks_.find(key);
   if (it != chunks_.end()) return it->second;
   const std::string file = dataset_file(k, ctx);
-  const data::TokenStream ts = data::load_wikitext(file, "valid", *m.tokenizer, k.bos);
+  const data::TokenStream ts = data::load_wikitext(file, k.split, *m.tokenizer, k.bos);
   if (!k.dataset_sha.empty() && ts.data_sha256 != k.dataset_sha)
     throw PermanentError("dataset " + file + " has sha256 " + ts.data_sha256 + ", the submission expects " +
                          k.dataset_sha);
   auto cs = std::make_shared<ChunkSet>();
-  cs->chunks = data::chunk_v(ts.tokens, k.max_tokens, k.chunk_len);
+  cs->chunks = k.split == "test" ? data::chunk_t(ts.tokens, k.max_tokens, k.chunk_len)
+                                 : data::chunk_v(ts.tokens, k.max_tokens, k.chunk_len);
   if (cs->chunks.empty())
     throw PermanentError("dataset " + file + " yields no chunk (" + std::to_string(ts.tokens.size()) + " tokens)");
   std::vector<int32_t> all;

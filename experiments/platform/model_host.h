@@ -42,14 +42,17 @@ class Tokenizer;
 
 namespace spt::platform {
 
-// What a chunk set is made of (params dataset, dataset_sha256, max_tokens,
-// chunk_len, bos).
+// What a chunk set is made of (params dataset, dataset_sha256, split,
+// max_tokens, chunk_len, bos). The split picks the chunker (spec §2.1):
+// "valid" → chunker V (exp10 family), "test" → chunker T (exp6–exp9).
 struct ChunkKey {
-  std::string dataset, dataset_sha;
+  std::string dataset, dataset_sha, split = "valid";
   int64_t max_tokens = 0, chunk_len = 0;
   bool bos = false;
 
-  // Defaults: wikitext-2-raw, 2048 tokens, chunks of 1024, no BOS.
+  // Defaults: wikitext-2-raw, split valid, chunks of 1024, no BOS;
+  // max_tokens 2048 for valid (V2K), 200000 for test (T200K).
+  // std::invalid_argument for a split other than valid/test.
   static ChunkKey from_params(const nlohmann::json& p);
   std::string str() const;
 };
@@ -82,7 +85,7 @@ class ModelHost {
   // a folder holding wiki.valid.raw), a coordinator-registered name, or a
   // name under $SPT_DATA_DIR / ~/.cache/spt/data.
   std::string dataset_file(const ChunkKey& k, ExecContext& ctx);
-  // `k`'s tokens under m's tokenizer, cut by the V chunker; checks
+  // `k`'s tokens under m's tokenizer, cut by the split's chunker; checks
   // dataset_sha256 when given.
   std::shared_ptr<const ChunkSet> chunks_for(const ChunkKey& k, const LoadedModel& m, ExecContext& ctx);
   // {model, model_sha256, model_dir, precision, device, torch_version,

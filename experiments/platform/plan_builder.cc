@@ -151,6 +151,7 @@ ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow
 json DataBlock::data_json() const {
   json d = {{"dataset", dataset}, {"max_tokens", max_tokens}, {"chunk_len", chunk_len}, {"bos", bos}};
   if (!dataset_sha256.empty()) d["dataset_sha256"] = dataset_sha256;
+  if (split != "valid") d["split"] = split;
   return d;
 }
 
@@ -158,6 +159,7 @@ DataBlock read_data(ParamReader& p, const std::string& experiment, const DataDef
   DataBlock d;
   d.dataset = p.str("dataset", defaults.dataset);
   d.dataset_sha256 = p.str("dataset_sha256", "");
+  d.split = defaults.split;
   d.max_tokens = p.integer("max_tokens", defaults.max_tokens, 2, 1000000000);
   d.chunk_len = p.integer("chunk_len", defaults.chunk_len, 2, 1000000);
   d.bos = p.integer("bos", 0, 0, 1);

@@ -58,15 +58,17 @@ struct ModelBlock {
 ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow_many);
 
 struct DataBlock {
-  std::string dataset, dataset_sha256;
+  std::string dataset, dataset_sha256, split = "valid";
   int64_t max_tokens = 0, chunk_len = 0, bos = 0;
 
-  // {"dataset","max_tokens","chunk_len","bos"[,"dataset_sha256" if known]}
+  // {"dataset","max_tokens","chunk_len","bos"[,"dataset_sha256" if known]
+  //  [,"split" unless valid: the family's, not a user param]}
   nlohmann::json data_json() const;
 };
 
 struct DataDefaults {
   std::string dataset = "wikitext-2-raw";
+  std::string split = "valid";  // "test": chunker T (spec §2.1)
   int64_t max_tokens = 2048;
   int64_t chunk_len = 1024;
 };
