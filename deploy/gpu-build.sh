@@ -13,5 +13,5 @@ if ! pkg-config --exists grpc++ 2>/dev/null; then
   GRPC=OFF
 fi
 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-  -DSPT_WITH_GRPC=$GRPC -DSPT_BUILD_TESTS=${SPT_BUILD_TESTS:-OFF}
+  -DSPT_WITH_GRPC=$GRPC -DSPT_BUILD_TESTS="${SPT_BUILD_TESTS:-OFF}"
 cmake --build "$BUILD" -j "$(nproc)"
