@@ -4,8 +4,10 @@
 //     model (random weights, written once to /tmp), tokens/s and achieved
 //     GFLOP/s (matmul FLOPs: QKV, scores, p·v, W_O, MLP, unembed);
 //  2. roofline: the same matmuls alone, as plain addmm/bmm calls on random
-//     data of the same shapes — the ratio forward/matmul-only says how much
-//     of the time goes to the math the model cannot avoid;
+//     data of the same shapes, with the BLAS on every thread the forward
+//     uses (--threads; also when the engine pins a pthread OpenBLAS to one)
+//     — the ratio forward/matmul-only says how much of the machine's matmul
+//     rate the forward reaches;
 //  3. fusion: N single-head zero-ablations + baseline via nll_many (shared
 //     clean prefix, batched suffixes) vs one nll() per variant;
 //  4. --exp10a: baseline + every single-head zero-ablation over 2×1024
@@ -23,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine_cli.h"
+#include "model/cpu_runtime.h"
 #include "model/testmodel.h"
 #include "spt/gpt2_hooks.h"
 #include "spt/util.h"
@@ -124,6 +127,7 @@ int bench_main(Args& a) {
   if (T > c.n_ctx) throw std::invalid_argument("--seq exceeds n_ctx");
   const at::Device dev = gpt2::device(*m);
   const at::ScalarType mdt = opt.precision == gpt2::Precision::bf16 ? at::kBFloat16 : at::kFloat;
+  const gpt2::BlasRuntime blas = gpt2::blas_runtime();  // as the forward runs
   std::ostringstream h;
   h << "device " << gpt2::device_description(opt.device) << ", " << gpt2::to_string(opt.precision) << ", LibTorch "
     << gpt2::torch_version() << "\nmodel " << model << ": " << c.n_layer << " layers, " << c.n_head << " heads, d_model "
@@ -133,6 +137,8 @@ int bench_main(Args& a) {
               {"precision", gpt2::to_string(opt.precision)},
               {"torch", gpt2::torch_version()},
               {"threads", opt.threads},
+              {"blas", {{"vendor", blas.vendor}, {"version", blas.version}, {"parallel", blas.parallel},
+                        {"threads", blas.threads}, {"config", blas.config}}},
               {"model", {{"dir", model}, {"n_layer", c.n_layer}, {"n_head", c.n_head}, {"d_model", c.d_model}}},
               {"batch", B},
               {"seq", T}};
@@ -141,17 +147,24 @@ int bench_main(Args& a) {
   const gpt2::Chunks chunks = random_tokens(B, T, c.vocab, 1);
   const double t_fwd = best_time(reps, [&] { (void)m->nll(chunks, {}); });
   const double flops = forward_flops(c, B, T);
+  // The roofline: every GEMM on all the forward's threads.
+  const int mm_threads = std::max(1, opt.threads);
+  gpt2::set_pthread_blas_threads(mm_threads);
+  const int mm_blas_threads = gpt2::blas_runtime().threads;
   const double t_mm = matmul_only_time(c, B, T, dev, mdt, reps);
+  gpt2::set_pthread_blas_threads(blas.threads > 0 ? blas.threads : 1);
   const double tok_s = static_cast<double>(B * T) / t_fwd;
   const double gf_fwd = flops / t_fwd / 1e9, gf_mm = flops / t_mm / 1e9;
   char line[512];
   std::snprintf(line, sizeof line,
                 "forward+loss: %.3f s for %lld x %lld tokens = %.0f tokens/s, %.1f GFLOP/s\n"
-                "same matmuls alone: %.3f s = %.1f GFLOP/s; roofline ratio %.2f\n",
-                t_fwd, static_cast<long long>(B), static_cast<long long>(T), tok_s, gf_fwd, t_mm, gf_mm, gf_fwd / gf_mm);
+                "same matmuls alone (BLAS on %d threads): %.3f s = %.1f GFLOP/s; forward at %.0f %% of it\n",
+                t_fwd, static_cast<long long>(B), static_cast<long long>(T), tok_s, gf_fwd, mm_blas_threads, t_mm, gf_mm,
+                100 * gf_fwd / gf_mm);
   h << line;
   out["forward"] = {{"seconds", t_fwd}, {"tokens_per_s", tok_s}, {"gflop", flops / 1e9}, {"gflops", gf_fwd}};
-  out["matmul_only"] = {{"seconds", t_mm}, {"gflops", gf_mm}, {"roofline_ratio", gf_fwd / gf_mm}};
+  out["matmul_only"] = {{"seconds", t_mm}, {"gflops", gf_mm}, {"blas_threads", mm_blas_threads},
+                        {"roofline_ratio", gf_fwd / gf_mm}};
 
   // 3. Fused vs unfused single-head ablations (heads spread over the layers).
   if (n_abl > 0) {

@@ -1,7 +1,7 @@
 // spt-engine: the GPT-2 engine from the command line, without the runner.
 //
 //   spt-engine forward    --model M (--text FILE | --prompt STR) [--top 5] [--cache h1,h2] [--bos]
-//   spt-engine ppl        --model M (--text FILE | --wikitext PATH [--split valid]) [--chunker V|T]
+//   spt-engine ppl        --model M (--text FILE | --tokens FILE | --wikitext PATH [--split valid]) [--chunker V|T]
 //                         [--chunk-len 1024] [--max-tokens N] [--bos]
 //   spt-engine ablate     same data options + [--heads all|L0H8,L3H1] [--op zero|mean|relu|l1|identity] [--unfused]
 //   spt-engine make-model --out DIR [--preset tiny|gpt2|gpt2-medium] [--layers N --heads N --d-model N
@@ -12,7 +12,9 @@
 //         --memory-mb N  --fast-attention  --json (JSON only)
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -25,6 +27,7 @@
 #include "spt/gpt2_hooks.h"
 #include "spt/hash.h"
 #include "spt/util.h"
+#include "spt/version.h"
 
 using nlohmann::json;
 namespace gpt2 = spt::gpt2;
@@ -67,6 +70,25 @@ Data load_data(Args& a, const std::string& model_dir) {
     d.data_sha256 = ts.data_sha256;
     return d;
   }
+  if (a.has("tokens")) {  // token ids as given: whitespace-separated integers, no tokenizer
+    d.source = a.str("tokens");
+    const std::string text = spt::read_file(d.source);
+    d.data_sha256 = sha256_hex(text);
+    if (bos) d.tokens.push_back(tok.eot());
+    std::istringstream in(text);
+    for (std::string w; in >> w;) {
+      size_t n = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(w, &n);
+      } catch (const std::exception&) {
+      }
+      if (n != w.size() || id < 0 || id > INT32_MAX)
+        throw std::invalid_argument(d.source + ": '" + w + "' is not a token id (want non-negative integers)");
+      d.tokens.push_back(static_cast<int32_t>(id));
+    }
+    return d;
+  }
   std::string text;
   if (a.has("text")) {
     d.source = a.str("text");
@@ -75,7 +97,7 @@ Data load_data(Args& a, const std::string& model_dir) {
     d.source = "--prompt";
     text = a.str("prompt");
   } else {
-    throw std::invalid_argument("give --text FILE, --prompt STR or --wikitext PATH");
+    throw std::invalid_argument("give --text FILE, --tokens FILE, --prompt STR or --wikitext PATH");
   }
   d.data_sha256 = sha256_hex(text);
   if (bos) d.tokens.push_back(tok.eot());
@@ -274,11 +296,25 @@ int cmd_make_model(Args& a) {
   const bool json_only = a.flag("json");
   a.finish();
   gpt2::write_test_model(out, s);
+  // A model folder should be usable anywhere, so it carries the GPT-2
+  // tokenizer as Hugging Face names it (same bytes as encoder.json/vocab.bpe).
+  const std::string tok_dir = Tokenizer::default_gpt2_dir();
+  std::string tok_note = "; no GPT-2 tokenizer files found to copy (set SPT_TOKENIZER_DIR)";
+  if (!tok_dir.empty()) {
+    namespace fs = std::filesystem;
+    const fs::path d(tok_dir);
+    const bool hf = fs::exists(d / "vocab.json");
+    fs::copy_file(d / (hf ? "vocab.json" : "encoder.json"), fs::path(out) / "vocab.json",
+                  fs::copy_options::overwrite_existing);
+    fs::copy_file(d / (hf ? "merges.txt" : "vocab.bpe"), fs::path(out) / "merges.txt",
+                  fs::copy_options::overwrite_existing);
+    tok_note = ", vocab.json and merges.txt";
+  }
   emit(json_only,
        {{"command", "make-model"}, {"out", out}, {"n_layer", s.n_layer}, {"n_head", s.n_head},
         {"d_model", s.d_model}, {"vocab", s.vocab}, {"dtype", s.dtype}, {"seed", s.seed},
         {"sha256", sha256_file(out + "/model.safetensors")}},
-       "wrote " + out + "/config.json and model.safetensors\n");
+       "wrote " + out + "/config.json, model.safetensors" + tok_note + "\n");
   return 0;
 }
 
@@ -350,10 +386,12 @@ int cmd_generate(Args& a) {
   return 0;
 }
 
-void usage() {
-  std::cerr << "usage: spt-engine forward|ppl|ablate|make-model|generate|bench [options]\n"
+// Help goes to stdout when asked for (--help), to stderr after a usage error.
+void usage(std::ostream& out = std::cerr) {
+  out << "usage: spt-engine forward|ppl|ablate|make-model|generate|bench [options]\n"
                "  forward    --model M (--text FILE | --prompt STR) [--top K] [--cache hook,...] [--bos]\n"
-               "  ppl        --model M (--text FILE | --wikitext PATH [--split valid|test]) [--chunker V|T]\n"
+               "  ppl        --model M (--text FILE | --tokens FILE | --wikitext PATH [--split valid|test])\n"
+               "             [--chunker V|T] (--tokens: whitespace-separated token ids)\n"
                "             [--chunk-len N] [--max-tokens N] [--bos]\n"
                "  ablate     as ppl, plus [--heads all|L0H8,...] [--op zero|mean|relu|l1|identity] [--unfused]\n"
                "  make-model --out DIR [--preset tiny|gpt2|gpt2-medium] [--layers N] [--heads N] [--d-model N]\n"
@@ -365,7 +403,14 @@ void usage() {
                "             [--preset gpt2] [--model M]\n"
                "common: --device cpu|cuda|cuda:N|mps --precision fp32|tf32|bf16 --threads N --no-processing\n"
                "        --memory-mb N --fast-attention --json\n"
-               "models: a folder with config.json + model.safetensors, or gpt2/gpt2-medium/... from the HF cache\n";
+               "models: a folder with config.json + model.safetensors, or gpt2/gpt2-medium/... from the HF cache\n"
+               "\nEXAMPLES:\n"
+               "  spt-engine make-model --out /tmp/tiny            a tiny random GPT-2 (with tokenizer files)\n"
+               "  spt-engine ppl --model gpt2 --wikitext ~/data/wikitext-2-raw\n"
+               "  spt-engine ablate --model /tmp/tiny --text tests/data/tiny_wiki.raw --heads L0H1\n"
+               "\nENVIRONMENT:\n"
+               "  HF_HUB_CACHE, HF_HOME   where hub names (gpt2, ...) are looked up\n"
+               "  SPT_TOKENIZER_DIR       GPT-2 tokenizer files (vocab.json, merges.txt), overriding the search\n";
 }
 
 }  // namespace
@@ -373,9 +418,22 @@ void usage() {
 
 int main(int argc, char** argv) {
   using namespace spt::engine_cli;
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+  // --help / --version anywhere win over every other argument (git's rule),
+  // so `spt-engine ppl --help` shows help instead of wanting a value.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      usage(std::cout);
+      return 0;
+    }
+    if (a == "--version") {
+      std::cout << "spt-engine " << SPT_CODE_VERSION << "\n";
+      return 0;
+    }
+  }
+  if (argc < 2) {
     usage();
-    return argc < 2 ? 2 : 0;
+    return 2;
   }
   const std::string cmd = argv[1];
   try {

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,7 @@
 #include "spt/job.h"
 #include "spt/plan.h"
 #include "spt/util.h"
+#include "cpu_runtime.h"
 #include "testmodel.h"
 
 namespace fs = std::filesystem;
@@ -86,7 +88,10 @@ int main(int argc, char** argv) {
     spt::exp10::register_executors(reg);
     spt::ExecContext ctx;
     ctx.device = a["device"];
+    // 0 = every core, as spt-worker and spt-engine default to; the engine
+    // applies it to LibTorch and the BLAS alike (model/cpu_runtime.h).
     ctx.threads = std::stoi(a["threads"]);
+    if (ctx.threads <= 0) ctx.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     ctx.scratch_dir = (tmp / "scratch").string();
     ctx.cache_dir = (tmp / "cache").string();
     ctx.worker_name = "exp10_bench";
@@ -99,7 +104,9 @@ int main(int argc, char** argv) {
       spt::exp10::run_plan_in_process(p, reg, ctx);
     }
     json report = {{"model", model}, {"layers", layers}, {"heads", heads}, {"parts", a["parts"]},
-                   {"device", ctx.device}, {"max_tokens", a["max-tokens"]}, {"chunk_len", a["chunk-len"]}};
+                   {"device", ctx.device}, {"threads", ctx.threads}, {"blas", spt::gpt2::blas_description()},
+                   {"max_tokens", a["max-tokens"]}, {"chunk_len", a["chunk-len"]}};
+    std::printf("%s, %d threads; %s\n", ctx.device.c_str(), ctx.threads, spt::gpt2::blas_description().c_str());
     std::map<std::string, json> by_mode;
     for (const char* mode : {"fused", "unfused"}) {
       if (a["modes"].find(mode) == std::string::npos || (std::string(mode) == "fused" && a["modes"] == "unfused"))

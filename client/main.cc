@@ -2,10 +2,14 @@
 //
 // Every command talks to ControlService; read commands take --json, which
 // prints the response message (see json_out.h). Exit status: 0 on success,
-// 1 on any error (the gRPC status message is printed), and for `watch` and
-// `submit --wait` 1 also when the experiment ends failed or cancelled.
+// 1 on any error (the gRPC status message is printed), 2 on a usage error
+// (unknown command or flag, bad value), and for `watch` and `submit --wait`
+// 1 also when the experiment ends failed or cancelled. Defaults come from
+// the config file (config.h), then the environment, then flags.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,10 +18,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "completion.h"
+#include "config.h"
 #include "connection.h"
 #include "format.h"
 #include "json_out.h"
 #include "submission.h"
+#include "spt/cli_conventions.h"
 #include "spt/util.h"
 #include "spt/version.h"
 
@@ -96,22 +103,43 @@ void print_json(const nlohmann::json& j) { std::cout << dump(j) << std::endl; }
 
 bool finished(const std::string& state) { return state == "done" || state == "failed" || state == "cancelled"; }
 
+// Terminal width for renderings: $COLUMNS, else the TTY's, else unlimited.
+spt::client::RenderOptions render_options(bool for_tty) {
+  spt::client::RenderOptions o;
+  if (const char* c = std::getenv("COLUMNS"); c && std::atoi(c) > 0) o.width = std::atoi(c);
+  struct winsize ws {};
+  if (o.width == 0 && isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+    o.width = ws.ws_col;
+  const char* no_color = std::getenv("NO_COLOR");  // https://no-color.org: set and non-empty disables
+  o.color = for_tty && isatty(STDOUT_FILENO) && !(no_color && *no_color) && std::getenv("TERM") &&
+            std::string(std::getenv("TERM")) != "dumb";
+  return o;
+}
+
 // Polls Status until the experiment(s) stop running. Returns the exit status.
+// A coordinator that restarts (UNAVAILABLE, or CANCELLED for calls cut off
+// by its shutdown) is waited for up to 10 minutes. With --json each poll
+// prints one JSON line (NDJSON).
 int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until_end) {
   const bool tty = isatty(STDOUT_FILENO) && !c.global().json;
+  const auto ro = render_options(true);
   v1::ExperimentRef ref;
   if (!exp.empty()) ref = parse_ref(exp);
-  int unavailable = 0;
+  double down_s = 0;
   for (;;) {
     v1::StatusResponse s;
     try {
       s = c.status(exp.empty() ? nullptr : &ref, false);
-      unavailable = 0;
+      if (down_s > 0) std::cerr << "server is back" << std::endl;
+      down_s = 0;
     } catch (const spt::rpc::RpcError& e) {
-      // A restarting server is not a reason to stop watching.
-      if (e.status().error_code() != grpc::UNAVAILABLE || ++unavailable > 60) throw;
-      std::cerr << "server unavailable, retrying: " << e.what() << std::endl;
-      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+      const auto code = e.status().error_code();
+      const bool restart = code == grpc::UNAVAILABLE || code == grpc::CANCELLED;
+      if (!restart || down_s > 600) throw;
+      if (down_s == 0) std::cerr << "server unavailable, waiting for it: " << e.what() << std::endl;
+      const double pause = std::max(interval_s, 0.5);
+      std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+      down_s += pause;
       continue;
     }
     bool all_finished = true, all_done = true;
@@ -123,7 +151,7 @@ int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until
       if (!quiet_until_end || all_finished) std::cout << to_json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     } else if (!quiet_until_end || all_finished) {
       if (tty) std::cout << "\033[H\033[2J";
-      std::cout << spt::client::dashboard(s) << std::flush;
+      std::cout << spt::client::dashboard(s, ro) << std::flush;
     }
     if (all_finished) return all_done ? 0 : 1;
     std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
@@ -140,17 +168,55 @@ std::string safe_file_name(const std::string& name, const std::string& sha) {
 
 void fail_usage(const std::string& msg) { throw UsageError(msg); }
 
+// Defaults from the config file, then the environment (flags come last).
+void load_defaults(Global& g) {
+  const auto cfg = spt::client::read_config(spt::client::config_path());
+  const auto& v = cfg.values;
+  if (v.count("server")) g.server = v.at("server");
+  if (v.count("token_file")) g.token_file = v.at("token_file");
+  if (v.count("timeout_s")) {
+    try {
+      g.timeout_s = std::stod(v.at("timeout_s"));
+    } catch (const std::exception&) {
+      throw std::runtime_error(cfg.path + ": timeout_s must be a number (got '" + v.at("timeout_s") + "')");
+    }
+  }
+  if (const char* s = std::getenv("SPT_SERVER"); s && *s) g.server = s;
+  // An explicit token in the environment beats the file's token_file.
+  if (const char* t = std::getenv("SPT_TOKEN"); t && *t) g.token_file.clear();
+  if (const char* t = std::getenv("SPT_TOKEN_FILE"); t && *t) g.token_file = t;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Global g;
-  if (const char* s = std::getenv("SPT_SERVER"); s && *s) g.server = s;
+  try {
+    load_defaults(g);
+  } catch (const std::exception& e) {
+    std::cerr << "spt-client: " << e.what() << "\n";
+    return spt::cli::kUsageExit;
+  }
 
-  CLI::App app{"spt-client: submit and follow spt experiments"};
-  app.set_version_flag("--version", SPT_CODE_VERSION);
+  CLI::App app{"spt-client: submit and follow spt experiments", "spt-client"};
+  app.set_version_flag("--version", std::string("spt-client ") + SPT_CODE_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
-  app.add_option("--server", g.server, "spt-server address host:port (env SPT_SERVER)")->capture_default_str();
+  app.footer(spt::cli::footer(
+      {{"spt-client submit exp10 --parts abcd --wait", "run exp10 A-D and follow it"},
+       {"spt-client ls", "one line per experiment"},
+       {"spt-client status exp10", "dashboard of the latest exp10"},
+       {"spt-client logs exp10:a/baseline", "one job's events, error and log"},
+       {"spt-client results exp10 --out results/", "fetch reports and figures"},
+       {"source <(spt-client completion bash)", "tab completion"}},
+      {{"SPT_SERVER", "coordinator host[:port] (default 127.0.0.1:7070; port defaults to 7070)"},
+       {"SPT_TOKEN", "bearer token"},
+       {"SPT_TOKEN_FILE", "file holding the bearer token"},
+       {"SPT_CONFIG", "config file (default $XDG_CONFIG_HOME/spt/config or ~/.config/spt/config):"},
+       {"", "lines 'server = ...', 'token_file = ...', 'timeout_s = ...';"},
+       {"", "precedence: flags > environment > config file"},
+       {"NO_COLOR", "set to disable colour; COLUMNS overrides the terminal width"}}));
+  app.add_option("--server", g.server, "spt-server address host[:port] (env SPT_SERVER)")->capture_default_str();
   app.add_option("--token", g.token, "bearer token (env SPT_TOKEN)");
   app.add_option("--token-file", g.token_file, "file holding the bearer token (env SPT_TOKEN_FILE)");
   app.add_flag("--json", g.json, "machine-readable output");
@@ -198,6 +264,11 @@ int main(int argc, char** argv) {
   auto* retry = app.add_subcommand("retry", "requeue an experiment's failed jobs");
   retry->add_option("experiment", exp, "id or name")->required();
   auto* workers = app.add_subcommand("workers", "list workers");
+  bool prune = false;
+  workers->add_flag("--prune", prune, "first forget workers not heard from that hold no lease");
+  std::string worker_name;
+  auto* drain = app.add_subcommand("drain", "ask a worker to finish its jobs, hand the rest back and exit");
+  drain->add_option("worker", worker_name, "the worker's name (all live workers of that name) or id")->required();
   auto* logs = app.add_subcommand("logs", "a job's state, parameters, events and log");
   logs->add_option("job", job_ref, "job id, or experiment:jobname (e.g. selftest:map/7)")->required();
   auto* put = app.add_subcommand("put", "upload a file (model, dataset) to the artifact store");
@@ -205,11 +276,42 @@ int main(int argc, char** argv) {
   put->add_option("--name", blob_name, "name to register (default: the file's base name)");
   auto* artifacts = app.add_subcommand("artifacts", "list stored artifacts");
   artifacts->add_option("--prefix", prefix, "only names starting with this");
+  auto* ls = app.add_subcommand("ls", "one line per experiment (running and finished)");
+  std::string shell;
+  auto* completion = app.add_subcommand("completion", "print a shell completion script (bash or zsh)");
+  completion->add_option("shell", shell, "bash | zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  completion->footer(spt::cli::footer({{"source <(spt-client completion bash)", "in ~/.bashrc"},
+                                       {"spt-client completion zsh > \"${fpath[1]}/_spt-client\"", "for zsh"}},
+                                      {}));
+  submit->footer(spt::cli::footer(
+      {{"spt-client submit selftest --param n=2000 --wait", "check the worker pool"},
+       {"spt-client submit exp10 --parts abcd --model ./my-gpt2 --upload", "a local model, for offline workers"},
+       {"spt-client submit exp10 --parts c --model gpt2-medium --chunk-len 512", ""}},
+      {{"SPT_SERVER, SPT_TOKEN, SPT_TOKEN_FILE, SPT_CONFIG", "see spt-client --help"},
+       {"HF_HUB_CACHE, HF_HOME", "where hub model names are looked up"}}));
+  for (auto* sub : {status, watchc, results, cancel, retry, workers, logs, put, artifacts, ls, drain})
+    if (sub->get_footer().empty())
+      sub->footer(spt::cli::footer({{"spt-client " + sub->get_name() + " --help", "this help"}},
+                                   {{"SPT_SERVER, SPT_TOKEN, SPT_TOKEN_FILE, SPT_CONFIG", "see spt-client --help"}}));
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = spt::cli::parse(app, argc, argv); rc >= 0) return rc;
+  g.server = spt::cli::with_default_port(g.server, spt::cli::kDefaultPort);
+  if (completion->parsed()) {
+    std::cout << spt::client::completion_script(app, shell);
+    return 0;
+  }
+  const auto ro = render_options(true);
 
   try {
     Client c(g);
+    if (ls->parsed()) {
+      auto s = c.status(nullptr, true);
+      if (g.json)
+        print_json(to_json(s));
+      else
+        std::cout << spt::client::experiments_table(s, ro);
+      return 0;
+    }
     if (submit->parsed()) {
       v1::SubmitRequest req;
       req.set_experiment(exp);
@@ -218,6 +320,17 @@ int main(int argc, char** argv) {
         auto a = spt::rpc::put_blob(spt::rpc::blob_writer(c.stub()), c.token(), path, name);
         if (!g.json) std::cout << "uploaded " << path << " as " << a.name() << " (sha256 " << a.sha256() << ")\n";
         return a.sha256();
+      }, [&](const std::string& name) -> std::string {
+        v1::ListArtifactsRequest lr;
+        lr.set_prefix(name);
+        auto found = c.call<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(
+            "artifacts", &v1::ControlService::Stub::ListArtifacts, lr);
+        for (const auto& a : found.artifacts())
+          if (a.name() == name) {
+            if (!g.json) std::cout << "reusing " << name << " (sha256 " << a.sha256() << "), already stored\n";
+            return a.sha256();
+          }
+        return "";
       });
       for (const auto& [k, v] : implied) (*req.mutable_params())[k] = v;
       for (const auto& kv : params) {
@@ -247,7 +360,7 @@ int main(int argc, char** argv) {
       if (g.json)
         print_json(to_json(s));
       else
-        std::cout << spt::client::dashboard(s);
+        std::cout << spt::client::dashboard(s, ro);
       return 0;
     }
     if (watchc->parsed()) return watch(c, exp, interval, false);
@@ -284,7 +397,16 @@ int main(int argc, char** argv) {
       }
       const auto& e = r.experiment();
       std::cout << "#" << e.id() << " " << e.name() << "  " << e.state() << "  " << e.counts().done() << "/"
-                << e.counts().total() << " done, " << e.counts().failed() << " failed\n";
+                << e.counts().total() << " done, " << e.counts().failed() << " failed\n"
+                << spt::client::failure_summary(e, ro);
+      // With --out everything is in the folder: print where, not the JSON.
+      if (!out_dir.empty()) {
+        for (const auto& rr : r.reduce_results())
+          if (rr.state() != "done")
+            std::cout << rr.name() << ": " << rr.state() << (rr.error().empty() ? "" : ": " + rr.error()) << "\n";
+        std::cout << "results in " << out_dir << "/ (results.json and " << r.artifacts_size() << " artifacts)\n";
+        return 0;
+      }
       for (const auto& rr : r.reduce_results()) {
         std::cout << "\n" << rr.name() << " (" << rr.kind() << ", job " << rr.job_id() << "): " << rr.state() << "\n";
         if (!rr.result_json().empty()) {
@@ -321,7 +443,23 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (drain->parsed()) {
+      v1::DrainWorkerRequest req;
+      req.set_name(worker_name);
+      auto r = c.call<v1::DrainWorkerRequest, v1::DrainWorkerResponse>("drain", &v1::ControlService::Stub::DrainWorker,
+                                                                       req);
+      if (g.json)
+        print_json(to_json(r));
+      else
+        std::cout << "asked " << r.workers() << " worker(s) named " << worker_name << " to drain\n";
+      return 0;
+    }
     if (workers->parsed()) {
+      if (prune) {
+        auto p = c.call<v1::PruneWorkersRequest, v1::PruneWorkersResponse>(
+            "workers --prune", &v1::ControlService::Stub::PruneWorkers, v1::PruneWorkersRequest());
+        if (!g.json) std::cout << "pruned " << p.pruned() << " gone workers\n";
+      }
       auto r = c.call<v1::ListWorkersRequest, v1::ListWorkersResponse>(
           "workers", &v1::ControlService::Stub::ListWorkers, v1::ListWorkersRequest());
       if (g.json)
@@ -329,7 +467,7 @@ int main(int argc, char** argv) {
       else if (r.workers().empty())
         std::cout << "no workers registered\n";
       else
-        std::cout << spt::client::workers_table(r.workers(), spt::now_unix_ms());
+        std::cout << spt::client::workers_table(r.workers(), spt::now_unix_ms(), ro, /*details=*/true);
       return 0;
     }
     if (logs->parsed()) {
@@ -416,6 +554,9 @@ int main(int argc, char** argv) {
         break;
     }
     return 1;
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return spt::cli::kUsageExit;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,13 +44,59 @@ std::string tar_model(const fs::path& dir, const std::vector<std::string>& weigh
 // One --model entry resolved: a folder (described, maybe uploaded) or a name.
 struct ResolvedModel {
   std::string model, sha256;
-  int n_layer = 0, n_head = 0;  // 0: not read (a name)
+  std::string label;  // the submitted name, for an uploaded model ("" otherwise)
+  int n_layer = 0, n_head = 0, n_ctx = 0;  // 0: not read (a name)
   bool folder = false;
 };
 
-ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploader& upload) {
+std::string env_str(const char* k) {
+  const char* v = std::getenv(k);
+  return v ? v : "";
+}
+
+// The HF cache roots the worker-side loader searches too, in its order.
+std::vector<fs::path> hf_cache_roots() {
+  std::vector<fs::path> roots;
+  if (!env_str("HF_HUB_CACHE").empty()) roots.emplace_back(env_str("HF_HUB_CACHE"));
+  if (!env_str("HF_HOME").empty()) roots.emplace_back(fs::path(env_str("HF_HOME")) / "hub");
+  if (!env_str("HOME").empty()) roots.emplace_back(fs::path(env_str("HOME")) / ".cache/huggingface/hub");
+  return roots;
+}
+
+}  // namespace
+
+std::string hf_cache_snapshot(const std::string& id) {
+  std::string folder = "models--";
+  for (char ch : id) folder += ch == '/' ? std::string("--") : std::string(1, ch);
+  for (const auto& root : hf_cache_roots()) {
+    std::error_code ec;
+    const fs::path repo = root / folder;
+    if (!fs::is_directory(repo / "snapshots", ec)) continue;
+    // refs/main names the current snapshot; else any complete one.
+    std::string rev;
+    if (fs::exists(repo / "refs/main")) rev = read_file((repo / "refs/main").string());
+    while (!rev.empty() && std::isspace(static_cast<unsigned char>(rev.back()))) rev.pop_back();
+    if (!rev.empty() && fs::exists(repo / "snapshots" / rev / "config.json")) return (repo / "snapshots" / rev).string();
+    for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
+      if (fs::exists(e.path() / "config.json")) return e.path().string();
+  }
+  return "";
+}
+
+namespace {
+
+ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploader& upload, const Lookup& lookup) {
   ResolvedModel r;
-  const fs::path dir(spec);
+  fs::path dir(spec);
+  // --upload of a hub name: send the submitter's cached copy.
+  if (upload_it && !fs::exists(dir) && spec[0] != '.' && spec[0] != '/' && spec.rfind("sha256:", 0) != 0) {
+    const std::string snap = hf_cache_snapshot(spec);
+    if (snap.empty())
+      throw std::runtime_error("--upload --model " + spec + ": not in this machine's Hugging Face cache (" +
+                               "HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub); download it first or give a folder");
+    dir = snap;
+    r.label = spec;
+  }
   if (fs::is_directory(dir)) {
     const std::string cfg_path = (dir / "config.json").string();
     if (!fs::exists(cfg_path)) throw std::runtime_error("--model " + spec + ": folder has no config.json");
@@ -62,11 +110,21 @@ ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploa
     r.folder = true;
     r.n_layer = config_int(cfg, "n_layer", cfg_path);
     r.n_head = config_int(cfg, "n_head", cfg_path);
+    // HF GPT-2 configs name the context n_positions (n_ctx is older); both
+    // mean the longest sequence the position table covers. Absent: unknown
+    // (0), and the worker checks at run time.
+    if (cfg.contains("n_positions") || cfg.contains("n_ctx"))
+      r.n_ctx = config_int(cfg, cfg.contains("n_positions") ? "n_positions" : "n_ctx", cfg_path);
     r.sha256 = hf::weights_sha256(weights);
-    if (upload_it) {
+    const std::string blob_name = "model/" + r.sha256 + ".tar";
+    const std::string stored = upload_it && lookup ? lookup(blob_name) : "";
+    if (upload_it && r.label.empty()) r.label = fs::absolute(dir).lexically_normal().string();
+    if (!stored.empty()) {
+      r.model = "sha256:" + stored;  // these weights are already in the coordinator's store
+    } else if (upload_it) {
       const std::string tar = tar_model(fs::absolute(dir), weights);
       try {
-        r.model = "sha256:" + upload(tar, "model/" + r.sha256 + ".tar");
+        r.model = "sha256:" + upload(tar, blob_name);
       } catch (...) {
         fs::remove(tar);
         throw;
@@ -82,6 +140,9 @@ ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploa
     throw std::runtime_error("--model " + spec + ": no such folder");
   } else {
     r.model = spec;  // a hub name or an uploaded artifact; workers resolve it
+    if (spec.rfind("sha256:", 0) != 0 && hf_cache_snapshot(spec).empty())
+      std::cerr << "note: --model " << spec << " is not in this machine's Hugging Face cache; workers must "
+                << "have it cached or be online (a job that cannot load it fails at once with the reason)\n";
   }
   return r;
 }
@@ -90,19 +151,22 @@ ResolvedModel resolve_model(const std::string& spec, bool upload_it, const Uploa
 // aligned comma lists (experiments/platform/plan_builder.h). Dims are
 // listed only when some entry is a folder; a name's entry then carries its
 // known dims, or stays empty for the plan to fill in.
-void add_model_params(const SubmitFlags& f, const Uploader& upload, std::map<std::string, std::string>& p) {
+void add_model_params(const SubmitFlags& f, const Uploader& upload, const Lookup& lookup,
+                      std::map<std::string, std::string>& p) {
   const auto specs = split_commas(f.model);
   std::vector<ResolvedModel> ms;
   for (const auto& spec : specs) {
     if (spec.empty()) throw std::runtime_error("--model " + f.model + ": empty entry in the list");
-    ms.push_back(resolve_model(spec, f.upload, upload));
+    ms.push_back(resolve_model(spec, f.upload, upload, lookup));
   }
   if (ms.size() == 1) {
     const ResolvedModel& m = ms.front();
     p["model"] = m.model;
+    if (!m.label.empty()) p["model_label"] = m.label;
     if (m.folder) {
       p["n_layer"] = std::to_string(m.n_layer);
       p["n_head"] = std::to_string(m.n_head);
+      if (m.n_ctx > 0) p["n_ctx"] = std::to_string(m.n_ctx);
       p["model_sha256"] = m.sha256;
     }
     return;
@@ -115,6 +179,9 @@ void add_model_params(const SubmitFlags& f, const Uploader& upload, std::map<std
     return s;
   };
   p["model"] = join([](const ResolvedModel& m) { return m.model; });
+  bool any_label = false;
+  for (const auto& m : ms) any_label |= !m.label.empty();
+  if (any_label) p["model_label"] = join([](const ResolvedModel& m) { return m.label; });
   if (!any_folder) return;
   // A name's dims: known ones, else "" for the plan to fill in or refuse.
   auto dims = [](const ResolvedModel& m, bool layers) -> std::string {
@@ -124,14 +191,23 @@ void add_model_params(const SubmitFlags& f, const Uploader& upload, std::map<std
   };
   p["n_layer"] = join([&](const ResolvedModel& m) { return dims(m, true); });
   p["n_head"] = join([&](const ResolvedModel& m) { return dims(m, false); });
+  bool any_ctx = false;
+  for (const auto& m : ms) any_ctx |= m.folder && m.n_ctx > 0;
+  if (any_ctx)
+    p["n_ctx"] = join([](const ResolvedModel& m) {
+    if (m.folder) return m.n_ctx > 0 ? std::to_string(m.n_ctx) : std::string();
+    const auto* k = platform::known_model(m.model);
+    return k ? std::to_string(k->n_ctx) : std::string();
+  });
   p["model_sha256"] = join([](const ResolvedModel& m) { return m.sha256; });
 }
 
 }  // namespace
 
-std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload) {
+std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload,
+                                                     const Lookup& lookup) {
   std::map<std::string, std::string> p;
-  if (!f.model.empty()) add_model_params(f, upload, p);
+  if (!f.model.empty()) add_model_params(f, upload, lookup, p);
   if (!f.dataset.empty()) {
     fs::path file(f.dataset);
     if (fs::is_directory(file)) {

@@ -30,10 +30,20 @@ struct SubmitFlags {
 
 // Uploads a local file under a name; returns its sha256.
 using Uploader = std::function<std::string(const std::string& path, const std::string& name)>;
+// The sha256 of the blob the coordinator has under `name`, or "" if none:
+// an upload whose content is already stored is skipped (a model archive is
+// registered as model/<weights sha256>.tar, so the same weights upload once).
+using Lookup = std::function<std::string(const std::string& name)>;
 
 // Params implied by `f`, to merge under explicit --param values (which win).
-// Throws std::runtime_error with a clear message for unreadable or malformed
-// local inputs.
-std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload);
+// With f.upload, a hub name found in this machine's HF cache is uploaded
+// like a folder. Throws std::runtime_error with a clear message for
+// unreadable or malformed local inputs.
+std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload,
+                                                     const Lookup& lookup = {});
+
+// The snapshot folder of hub model `id` in this machine's HF cache
+// ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), or "".
+std::string hf_cache_snapshot(const std::string& id);
 
 }  // namespace spt::client

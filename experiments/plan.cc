@@ -3,6 +3,7 @@
 #include <set>
 
 #include "plans.h"
+#include "platform/plan_builder.h"
 
 namespace spt::plan {
 
@@ -19,7 +20,11 @@ const Entry kExperiments[] = {
     {"exp2", plan_exp2},
     {"exp3", plan_exp3},
     {"exp3ef", plan_exp3ef},
+    {"exp8", plan_exp8},
+    {"exp9", plan_exp9},
     {"exp10", plan_exp10},
+    {"exp6", plan_exp6},
+    {"exp7", plan_exp7},
 };
 
 }  // namespace
@@ -127,6 +132,18 @@ Plan plan_selftest(const Request& req) {
   // of ordinary selftests stay what they were.
   const int64_t exclusive_every = p.integer("exclusive_every", 0, 0, 1000000);
   if (exclusive_every > 0) params["exclusive_every"] = exclusive_every;
+  // footprint_model=NAME (tests of memory-aware leasing): map jobs carry the
+  // planned memory of a job on that known model, as if they ran on it.
+  // Absent from params when empty, like exclusive_every.
+  const std::string footprint_model = p.str("footprint_model", "");
+  int64_t mem_bytes = 0;
+  if (!footprint_model.empty()) {
+    const auto* k = platform::known_model(footprint_model);
+    if (!k) throw PlanError("selftest: footprint_model must be a known model name (gpt2, gpt2-medium, ...), got '" +
+                            footprint_model + "'");
+    params["footprint_model"] = footprint_model;
+    mem_bytes = model_footprint(footprint_model, k->n_layer, k->n_head, "fp32", 0).total();
+  }
   p.finish();
 
   Plan plan;
@@ -141,6 +158,7 @@ Plan plan_selftest(const Request& req) {
     plan.jobs.push_back({"map/" + std::to_string(i), "selftest.map", std::move(jp), {}, "", false,
                          static_cast<int>(timeout), static_cast<int>(attempts)});
     plan.jobs.back().exclusive = exclusive_every > 0 && (i + 1) % exclusive_every == 0;
+    plan.jobs.back().mem_bytes = mem_bytes;
     reduce.deps.push_back(plan.jobs.back().name);
   }
   plan.jobs.push_back(std::move(reduce));

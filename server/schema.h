@@ -114,6 +114,29 @@ ALTER TABLE jobs ADD COLUMN exclusive INTEGER NOT NULL DEFAULT 0;
 -- lease: the first leasable exclusive job (few rows: only pending exclusive ones)
 CREATE INDEX jobs_exclusive ON jobs(priority DESC, id) WHERE state = 'pending' AND exclusive = 1;
 )sql",
+    // ---- v3: memory-aware leasing (plan::JobSpec::mem_bytes, Capabilities.memory_bytes),
+    //      numerics canaries (spt/canary.h) and cheap status counts (jobs.part).
+    //      Old jobs and workers get 0:
+    //      jobs without a footprint go anywhere; an old worker row holds no
+    //      memory until it registers again.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN mem_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN mem_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN quarantine TEXT NOT NULL DEFAULT '';     -- '' = may lease
+ALTER TABLE workers ADD COLUMN canaries_json TEXT NOT NULL DEFAULT '[]'; -- latest judged canary per precision
+-- status: pending jobs too big for every live worker
+CREATE INDEX jobs_by_mem ON jobs(mem_bytes) WHERE state = 'pending';
+-- status: a job's part (its name's first path segment, '' if none; set by
+-- submit, derived here for older rows) so that per-part and overall counts,
+-- retries and failed-by-dependency come from one index-only GROUP BY.
+ALTER TABLE jobs ADD COLUMN part TEXT NOT NULL DEFAULT '';
+UPDATE jobs SET part = substr(name, 1, instr(name, '/') - 1) WHERE instr(name, '/') > 0;
+CREATE INDEX jobs_by_part ON jobs(experiment_id, part, state, attempts);
+-- status throughput: completions (not reuses) in a window, index-only (the
+-- constant columns make it covering; jobs_by_experiment reads every row)
+CREATE INDEX jobs_completions ON jobs(experiment_id, finished_ms, reused_from, state)
+  WHERE state = 'done' AND reused_from IS NULL;
+)sql",
 };
 
 }  // namespace spt::server

@@ -83,13 +83,18 @@ std::unique_ptr<Server> Server::start(ServerConfig cfg) {
   s->control_svc_ = std::make_unique<ControlServiceImpl>(*s->store_, *s->blobs_, *s->auth_);
 
   grpc::ServerBuilder b;
+  // gRPC sets SO_REUSEPORT by default, so a second coordinator on the same
+  // port would share it and clients would alternate between the two.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   b.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &s->port_);
   b.RegisterService(s->worker_svc_.get());
   b.RegisterService(s->control_svc_.get());
   b.SetMaxReceiveMessageSize(cfg.max_message_bytes);
   b.SetMaxSendMessageSize(-1);  // lease batches with many inputs may be large
   s->grpc_ = b.BuildAndStart();
-  if (!s->grpc_ || s->port_ == 0) throw std::runtime_error("cannot listen on " + cfg.listen);
+  if (!s->grpc_ || s->port_ == 0)
+    throw std::runtime_error("cannot listen on " + cfg.listen +
+                             ": address in use or unavailable (is another spt-server running there?)");
 
   s->reaper_ = std::thread([srv = s.get()] {
     while (!srv->stop_.load()) {

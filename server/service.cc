@@ -159,11 +159,19 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::Reg
   if (req->capabilities().slots() < 0) return invalid("capabilities.slots must not be negative");
   for (const auto& k : req->capabilities().job_kinds())
     if (k.empty()) return invalid("capabilities.job_kinds has an empty kind");
+  if (req->capabilities().memory_bytes() < 0) return invalid("capabilities.memory_bytes must not be negative");
+  for (const auto& c : req->canaries())
+    if (c.precision().empty()) return invalid("a canary without a precision");
   return guarded("Register", [&] {
-    *resp = store_.register_worker(req->name(), req->capabilities());
+    *resp = store_.register_worker(req->name(), req->capabilities(),
+                                   std::vector<v1::Canary>(req->canaries().begin(), req->canaries().end()));
     const auto& c = req->capabilities();
-    spdlog::info("worker {} registered as {} ({} {}, {} kinds, {} slots, version {})", req->name(),
-                 resp->worker_id(), c.device_kind(), c.device_name(), c.job_kinds_size(), c.slots(), c.version());
+    spdlog::info("worker {} registered as {} ({} {}, {:.1f} GiB, {} kinds, {} slots, {} canaries, version {})",
+                 req->name(), resp->worker_id(), c.device_kind(), c.device_name(),
+                 c.memory_bytes() / double(1 << 30), c.job_kinds_size(), c.slots(), req->canaries_size(), c.version());
+    if (!resp->quarantined().empty())
+      spdlog::warn("worker {} ({}) quarantined at registration: {}", req->name(), resp->worker_id(),
+                   resp->quarantined());
     return grpc::Status::OK;
   });
 }
@@ -189,8 +197,13 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::He
   if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
   for (const auto& l : req->lease_ids())
     if (l.empty()) return invalid("lease_ids has an empty id");
+  for (const auto& c : req->canaries())
+    if (c.precision().empty()) return invalid("a canary without a precision");
   return guarded("Heartbeat", [&] {
     *resp = store_.heartbeat(*req);
+    resp->set_drain(store_.drain_asked(req->worker_id()));
+    if (!resp->quarantined().empty() && req->canaries_size())
+      spdlog::warn("worker {} quarantined: {}", req->worker_id(), resp->quarantined());
     if (resp->lost_lease_ids_size())
       spdlog::info("worker {}: {} leases lost", req->worker_id(), resp->lost_lease_ids_size());
     return grpc::Status::OK;
@@ -256,6 +269,17 @@ grpc::Status WorkerServiceImpl::Release(grpc::ServerContext* ctx, const v1::Rele
   });
 }
 
+grpc::Status WorkerServiceImpl::Deregister(grpc::ServerContext* ctx, const v1::DeregisterRequest* req,
+                                           v1::DeregisterResponse* resp) {
+  SPT_AUTH(ctx);
+  if (auto s = check_worker_id(req->worker_id()); !s.ok()) return s;
+  return guarded("Deregister", [&] {
+    resp->set_released(store_.deregister_worker(req->worker_id()));
+    spdlog::info("worker {} deregistered ({} leases released)", req->worker_id(), resp->released());
+    return grpc::Status::OK;
+  });
+}
+
 grpc::Status WorkerServiceImpl::PutBlob(grpc::ServerContext* ctx, grpc::ServerReader<v1::BlobChunk>* in,
                                         v1::PutBlobResponse* out) {
   SPT_AUTH(ctx);
@@ -307,6 +331,7 @@ grpc::Status ControlServiceImpl::Status(grpc::ServerContext* ctx, const v1::Stat
     else
       for (auto& e : store_.experiments(req->all())) *resp->add_experiments() = std::move(e);
     for (auto& w : store_.workers()) *resp->add_workers() = std::move(w);
+    for (auto& u : store_.unschedulable()) *resp->add_unschedulable() = std::move(u);
     resp->set_server_time_unix_ms(store_.now());
     return grpc::Status::OK;
   });
@@ -351,6 +376,28 @@ grpc::Status ControlServiceImpl::ListWorkers(grpc::ServerContext* ctx, const v1:
   SPT_AUTH(ctx);
   return guarded("ListWorkers", [&] {
     for (auto& w : store_.workers()) *resp->add_workers() = std::move(w);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::DrainWorker(grpc::ServerContext* ctx, const v1::DrainWorkerRequest* req,
+                                             v1::DrainWorkerResponse* resp) {
+  SPT_AUTH(ctx);
+  if (req->name().empty()) return invalid("name is required (a worker's name or id)");
+  return guarded("DrainWorker", [&] {
+    resp->set_workers(store_.ask_drain(req->name()));
+    if (resp->workers() == 0)
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no live worker named '" + req->name() + "'");
+    spdlog::info("asked {} worker(s) named {} to drain", resp->workers(), req->name());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlServiceImpl::PruneWorkers(grpc::ServerContext* ctx, const v1::PruneWorkersRequest*,
+                                              v1::PruneWorkersResponse* resp) {
+  SPT_AUTH(ctx);
+  return guarded("PruneWorkers", [&] {
+    resp->set_pruned(store_.prune_workers());
     return grpc::Status::OK;
   });
 }

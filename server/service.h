@@ -33,6 +33,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
   grpc::Status Report(grpc::ServerContext*, const v1::ReportRequest*, v1::ReportResponse*) override;
   grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest*, v1::ReleaseResponse*) override;
+  grpc::Status Deregister(grpc::ServerContext*, const v1::DeregisterRequest*, v1::DeregisterResponse*) override;
   // Uploads from workers are job outputs: stored, never given a global name.
   grpc::Status PutBlob(grpc::ServerContext*, grpc::ServerReader<v1::BlobChunk>*, v1::PutBlobResponse*) override;
   grpc::Status FetchBlob(grpc::ServerContext*, const v1::FetchBlobRequest*,
@@ -54,6 +55,8 @@ class ControlServiceImpl final : public v1::ControlService::Service {
   grpc::Status Cancel(grpc::ServerContext*, const v1::CancelRequest*, v1::CancelResponse*) override;
   grpc::Status Retry(grpc::ServerContext*, const v1::RetryRequest*, v1::RetryResponse*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse*) override;
+  grpc::Status DrainWorker(grpc::ServerContext*, const v1::DrainWorkerRequest*, v1::DrainWorkerResponse*) override;
+  grpc::Status PruneWorkers(grpc::ServerContext*, const v1::PruneWorkersRequest*, v1::PruneWorkersResponse*) override;
   grpc::Status Logs(grpc::ServerContext*, const v1::LogsRequest*, v1::LogsResponse*) override;
   // Uploads with a name register it (models, datasets): FetchBlob by name.
   grpc::Status PutBlob(grpc::ServerContext*, grpc::ServerReader<v1::BlobChunk>*, v1::PutBlobResponse*) override;

@@ -79,6 +79,12 @@ Query& Query::bind(const std::string& v) {
   return *this;
 }
 
+Query& Query::bind_at(int index, int64_t v) {
+  int rc = sqlite3_bind_int64(st_, index, v);
+  if (rc != SQLITE_OK) fail(db_.db_, rc, "bind");
+  return *this;
+}
+
 Query& Query::bind_null() {
   int rc = sqlite3_bind_null(st_, next_++);
   if (rc != SQLITE_OK) fail(db_.db_, rc, "bind");

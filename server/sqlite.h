@@ -65,6 +65,8 @@ class Query {
   Query& bind(const std::string& v);
   Query& bind(const char* v) { return bind(std::string(v)); }
   Query& bind_null();
+  // Binds ?index (1-based) without moving the left-to-right cursor.
+  Query& bind_at(int index, int64_t v);
 
   bool step();  // true while a row is available
   void run();   // steps to completion, ignoring rows

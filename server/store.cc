@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "schema.h"
+#include "spt/canary.h"
 #include "spt/hash.h"
 #include "spt/util.h"
 #include "spt/version.h"
@@ -82,6 +84,52 @@ void check_header(const std::string& path) {
   if (n == 0) return;  // empty file: a new database
   if (n < 16 || std::string(buf, 16) != std::string("SQLite format 3\0", 16))
     throw StoreOpenError(path + " is not an SQLite database (bad header); refusing to touch it");
+}
+
+nlohmann::json canary_json(const v1::Canary& c) {
+  return {{"unit", c.unit()},         {"precision", c.precision()}, {"value", c.value()},
+          {"reference", c.reference()}, {"abs_diff", c.abs_diff()},   {"tolerance", c.tolerance()},
+          {"pass", c.pass()},         {"unix_ms", c.unix_ms()},     {"error", c.error()},
+          {"device", c.device()}};
+}
+
+v1::Canary canary_from_json(const nlohmann::json& j) {
+  v1::Canary c;
+  c.set_unit(j.value("unit", ""));
+  c.set_precision(j.value("precision", ""));
+  c.set_value(j.value("value", 0.0));
+  c.set_reference(j.value("reference", 0.0));
+  c.set_abs_diff(j.value("abs_diff", 0.0));
+  c.set_tolerance(j.value("tolerance", 0.0));
+  c.set_pass(j.value("pass", false));
+  c.set_unix_ms(j.value("unix_ms", int64_t{0}));
+  c.set_error(j.value("error", ""));
+  c.set_device(j.value("device", ""));
+  return c;
+}
+
+// A job's part: its name's first path segment, '' if it has none (exp10
+// names jobs a/head/L0H8). Schema v3 derives the same for older rows.
+std::string job_part(const std::string& name) {
+  const auto slash = name.find('/');
+  return slash == std::string::npos ? std::string() : name.substr(0, slash);
+}
+
+// Adds n jobs in state st to c.
+void add_count(v1::Counts* c, const std::string& st, int64_t n) {
+  if (st == "blocked") c->set_blocked(c->blocked() + n);
+  else if (st == "pending") c->set_pending(c->pending() + n);
+  else if (st == "leased") c->set_leased(c->leased() + n);
+  else if (st == "done") c->set_done(c->done() + n);
+  else if (st == "failed") c->set_failed(c->failed() + n);
+  else if (st == "cancelled") c->set_cancelled(c->cancelled() + n);
+  c->set_total(c->total() + n);
+}
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  return buf;
 }
 
 }  // namespace
@@ -254,7 +302,8 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
       Query q(*db_,
               "INSERT INTO jobs(experiment_id, name, kind, params_json, model, reduce, state, priority, "
               "max_attempts, timeout_s, result_json, content_key, n_deps_left, created_ms, started_ms, "
-              "finished_ms, reused_from, exclusive) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+              "finished_ms, reused_from, exclusive, mem_bytes, part) "
+              "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       q.bind(out.experiment_id)
           .bind(spec.name)
           .bind(spec.kind)
@@ -275,6 +324,8 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
       else
         q.bind_null();
       q.bind(spec.exclusive ? 1 : 0);
+      q.bind(std::max<int64_t>(0, spec.mem_bytes));
+      q.bind(job_part(spec.name));
       q.run();
     }
     const int64_t id = db_->last_insert_id();
@@ -303,25 +354,30 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
 // ---------------------------------------------------------------- lease
 
 std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string& kinds_json,
-                                 const std::vector<std::string>& loaded, int max_jobs, int64_t now) {
+                                 const std::vector<std::string>& loaded, int max_jobs, int64_t mem_bytes,
+                                 int64_t now) {
   // The kind filter is a JSON array bound as one parameter so the statement
   // stays cached; NULL means "any kind". INDEXED BY pins the walk in
   // priority order: the planner, left alone, may pick jobs_deferred and
-  // sort every pending job.
+  // sort every pending job. The memory filter (?9) is a column compare on
+  // rows the walk visits anyway: jobs too big for this worker are skipped,
+  // so they wait for a worker that can hold them (see unschedulable()).
   const char* kReady =
       "SELECT id, priority, model FROM jobs INDEXED BY jobs_ready WHERE state = 'pending' AND not_before_ms <= ?1 "
+      "AND mem_bytes <= ?9 "
       "AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY priority DESC, id LIMIT ?3";
   // The same walks without exclusive jobs, which are only ever leased alone.
   const char* kReadyShared =
       "SELECT id FROM jobs INDEXED BY jobs_ready WHERE state = 'pending' AND exclusive = 0 AND not_before_ms <= ?1 "
+      "AND mem_bytes <= ?9 "
       "AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY priority DESC, id LIMIT ?3";
   const char* kAffine =
       "SELECT id FROM jobs INDEXED BY jobs_affinity WHERE state = 'pending' AND exclusive = 0 AND priority = ?1 "
-      "AND model = ?2 AND not_before_ms <= ?3 "
+      "AND model = ?2 AND not_before_ms <= ?3 AND mem_bytes <= ?9 "
       "AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4))) ORDER BY id LIMIT ?5";
   const char* kExclusive =
       "SELECT id, priority FROM jobs INDEXED BY jobs_exclusive WHERE state = 'pending' AND exclusive = 1 "
-      "AND not_before_ms <= ?1 AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) "
+      "AND not_before_ms <= ?1 AND mem_bytes <= ?9 AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) "
       "ORDER BY priority DESC, id LIMIT 1";
   auto bind_kinds = [&](Query& q) -> Query& {
     if (kinds_json == "[]")
@@ -350,6 +406,7 @@ std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string
     Query q(*db_, kReady);
     q.bind(now);
     bind_kinds(q).bind(1);
+    q.bind_at(9, mem_bytes);
     if (!q.step()) return out;
     top_priority = q.i64(1);
     top_model = q.text(2);
@@ -361,6 +418,7 @@ std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string
     Query q(*db_, kExclusive);
     q.bind(now);
     bind_kinds(q);
+    q.bind_at(9, mem_bytes);
     if (q.step() && q.i64(1) >= top_priority) {
       if (n_held == 0) out.push_back(q.i64(0));
       return out;
@@ -371,6 +429,7 @@ std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string
     Query q(*db_, kAffine);
     q.bind(top_priority).bind(model).bind(now);
     bind_kinds(q).bind(static_cast<int64_t>(max_jobs - out.size()));
+    q.bind_at(9, mem_bytes);
     while (q.step())
       if (seen.insert(q.i64(0)).second) out.push_back(q.i64(0));
   };
@@ -382,6 +441,7 @@ std::vector<int64_t> Store::pick(const std::string& worker_id, const std::string
     Query q(*db_, kReadyShared);
     q.bind(now);
     bind_kinds(q).bind(static_cast<int64_t>(max_jobs + out.size()));
+    q.bind_at(9, mem_bytes);
     while (q.step() && static_cast<int>(out.size()) < max_jobs)
       if (seen.insert(q.i64(0)).second) out.push_back(q.i64(0));
   }
@@ -393,12 +453,14 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(std::clamp<int64_t>(req.wait_ms(), 0, kMaxWaitMs));
   std::string kinds_json, worker_name;
+  int64_t worker_mem = 0;
   {
-    Query q(*db_, "SELECT job_kinds_json, name FROM workers WHERE id = ?");
+    Query q(*db_, "SELECT job_kinds_json, name, mem_bytes FROM workers WHERE id = ?");
     q.bind(req.worker_id());
     if (!q.step()) throw NotFound("unknown worker id '" + req.worker_id() + "'; register again");
     kinds_json = q.text(0);
     worker_name = q.text(1);
+    worker_mem = q.i64(2);
   }
   std::vector<std::string> loaded(req.loaded_models().begin(), req.loaded_models().end());
   const std::string loaded_json = json_list(req.loaded_models());
@@ -414,7 +476,15 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
         .bind(loaded_json)
         .bind(req.worker_id())
         .run();
-    const std::vector<int64_t> ids = pick(req.worker_id(), kinds_json, loaded, max_jobs, now);
+    bool quarantined = false;
+    {
+      Query q(*db_, "SELECT quarantine != '' FROM workers WHERE id = ?");
+      q.bind(req.worker_id());
+      quarantined = q.step() && q.i64(0) != 0;
+    }
+    // A quarantined worker gets nothing; its long-poll just runs out.
+    const std::vector<int64_t> ids =
+        quarantined ? std::vector<int64_t>{} : pick(req.worker_id(), kinds_json, loaded, max_jobs, worker_mem, now);
     bool leased_exclusive = false;
     const int64_t expires = now + opts_.lease_ttl_ms;
     for (int64_t id : ids) {
@@ -423,7 +493,7 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
       {
         Query q(*db_,
                 "SELECT j.experiment_id, e.name, j.name, j.kind, j.params_json, j.model, j.attempts, j.timeout_s, "
-                "j.max_attempts, j.exclusive FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                "j.max_attempts, j.exclusive, j.mem_bytes FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
                 "WHERE j.id = ?");
         q.bind(id);
         q.step();
@@ -438,6 +508,7 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
         job->set_timeout_s(static_cast<int>(q.i64(7)));
         max_attempts = static_cast<int>(q.i64(8));
         job->set_exclusive(q.i64(9) != 0);
+        job->set_mem_bytes(q.i64(10));
         leased_exclusive |= job->exclusive();
       }
       job->set_lease_id(new_id(16));
@@ -503,6 +574,18 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
       .bind(req.worker_id())
       .run();
   if (db_->changes() == 0) throw NotFound("unknown worker id '" + req.worker_id() + "'; register again");
+  bool released = false;
+  if (req.canaries_size()) {
+    const std::string why =
+        judge_canaries(req.worker_id(), std::vector<v1::Canary>(req.canaries().begin(), req.canaries().end()));
+    // Its leases go back now, so the renewals below report them as lost.
+    if (!why.empty()) released = quarantine_locked(req.worker_id(), why, now) > 0;
+  }
+  {
+    Query q(*db_, "SELECT quarantine FROM workers WHERE id = ?");
+    q.bind(req.worker_id());
+    if (q.step()) resp.set_quarantined(q.text(0));
+  }
   for (const auto& lease_id : req.lease_ids()) {
     int64_t job_id = 0;
     {
@@ -517,6 +600,7 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
       resp.add_lost_lease_ids(lease_id);
   }
   txn.commit();
+  if (released) work_.notify_all();
   resp.set_lease_expires_unix_ms(expires);
   return resp;
 }
@@ -882,41 +966,77 @@ v1::ExperimentStatus Store::status_locked(int64_t id) {
   }
   v1::Counts* c = s.mutable_counts();
   {
-    Query q(*db_, "SELECT state, COUNT(*) FROM jobs WHERE experiment_id = ? GROUP BY state");
+    // One index-only walk of jobs_by_part in index order (no sorter, one
+    // COUNT per row: status is polled often): per-part counts, and from them
+    // the overall ones; retries (leases past the first) and jobs that failed
+    // through an upstream job (never leased) from the attempts groups.
+    Query q(*db_,
+            "SELECT part, state, attempts, COUNT(*) FROM jobs INDEXED BY jobs_by_part WHERE experiment_id = ? "
+            "GROUP BY part, state, attempts ORDER BY part, state, attempts");
     q.bind(id);
+    int64_t retries = 0, by_dependency = 0;
     while (q.step()) {
-      const std::string st = q.text(0);
-      const int64_t n = q.i64(1);
-      if (st == "blocked") c->set_blocked(n);
-      else if (st == "pending") c->set_pending(n);
-      else if (st == "leased") c->set_leased(n);
-      else if (st == "done") c->set_done(n);
-      else if (st == "failed") c->set_failed(n);
-      else if (st == "cancelled") c->set_cancelled(n);
-      c->set_total(c->total() + n);
+      const std::string part = q.text(0), st = q.text(1);
+      const int64_t attempts = q.i64(2), n = q.i64(3);
+      if (s.part_progress().empty() || s.part_progress().rbegin()->part() != part)
+        s.add_part_progress()->set_part(part);
+      add_count(s.mutable_part_progress()->rbegin()->mutable_counts(), st, n);
+      add_count(c, st, n);
+      retries += n * std::max<int64_t>(attempts - 1, 0);
+      if (st == "failed" && attempts == 0) by_dependency += n;
     }
+    s.set_retries(retries);
+    s.set_failed_by_dependency(by_dependency);
   }
-  // Completions (not reuses) in the last minute, or the experiment's last
-  // minute if it has finished.
+  // Completions (not reuses) over a window of a third of the elapsed time,
+  // clamped to [1, 15] minutes, ending now or when the experiment finished:
+  // fused waves complete in bursts minutes apart, which a fixed minute
+  // would show as 0 jobs/s between them.
   const int64_t end = s.finished_unix_ms() ? s.finished_unix_ms() : now;
-  const int64_t start = std::max(s.submitted_unix_ms(), end - 60000);
+  const int64_t window = std::clamp<int64_t>((end - s.submitted_unix_ms()) / 3, 60000, 900000);
+  const int64_t start = std::max(s.submitted_unix_ms(), end - window);
   int64_t n = 0;
   {
     Query q(*db_,
-            "SELECT COUNT(*) FROM jobs WHERE experiment_id = ? AND state = 'done' AND finished_ms >= ? "
-            "AND finished_ms <= ? AND reused_from IS NULL");
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_completions WHERE experiment_id = ? AND state = 'done' "
+            "AND finished_ms >= ? AND finished_ms <= ? AND reused_from IS NULL");
     q.bind(id).bind(start).bind(end);
     q.step();
     n = q.i64(0);
   }
   const double span_s = std::max<int64_t>(1000, end - start) / 1000.0;
   s.set_throughput_per_s(n / span_s);
+  failure_summary_locked(id, s);
   const int64_t remaining = c->blocked() + c->pending() + c->leased();
   if (s.state() != "running")
     s.set_eta_s(0);
   else
     s.set_eta_s(s.throughput_per_s() > 0 ? remaining / s.throughput_per_s() : -1);
   return s;
+}
+
+void Store::failure_summary_locked(int64_t id, v1::ExperimentStatus& s) {
+  // A failed job that was never leased (attempts = 0) failed through an
+  // upstream job (counted in status_locked); the rest failed on their own
+  // and are grouped by message. Only failed rows are read (jobs_by_experiment).
+  Query q(*db_,
+          "SELECT error, COUNT(*) AS n, MIN(id) FROM jobs INDEXED BY jobs_by_experiment WHERE experiment_id = ? "
+          "AND state = 'failed' AND attempts > 0 GROUP BY error ORDER BY n DESC, MIN(id)");
+  q.bind(id);
+  int kinds = 0;
+  while (q.step()) {
+    if (++kinds > 5) continue;
+    v1::FailureGroup* g = s.add_failures();
+    g->set_error(q.text(0));
+    g->set_count(q.i64(1));
+    g->set_example_job_id(q.i64(2));
+  }
+  s.set_failure_kinds(kinds);
+  for (auto& g : *s.mutable_failures()) {
+    Query n(*db_, "SELECT name FROM jobs WHERE id = ?");
+    n.bind(g.example_job_id());
+    if (n.step()) g.set_example_job(n.text(0));
+  }
 }
 
 v1::ExperimentStatus Store::experiment_status(int64_t id) {
@@ -1017,7 +1137,7 @@ std::vector<v1::WorkerInfo> Store::workers() {
   std::vector<v1::WorkerInfo> out;
   {
     Query q(*db_,
-            "SELECT id, name, caps_json, last_heartbeat_ms, loaded_models, jobs_done FROM workers "
+            "SELECT id, name, caps_json, last_heartbeat_ms, loaded_models, jobs_done, canaries_json, quarantine FROM workers "
             "WHERE last_heartbeat_ms >= ? OR id IN (SELECT lease_owner FROM jobs WHERE state = 'leased') "
             "ORDER BY registered_ms, id");
     q.bind(now - kWorkerListWindowMs);
@@ -1033,6 +1153,11 @@ std::vector<v1::WorkerInfo> Store::workers() {
       if (models.is_array())
         for (const auto& m : models)
           if (m.is_string()) w.add_loaded_models(m.get<std::string>());
+      auto canaries = nlohmann::json::parse(q.text(6), nullptr, false);
+      if (canaries.is_array())
+        for (const auto& c : canaries)
+          if (c.is_object()) *w.add_canaries() = canary_from_json(c);
+      w.set_quarantined(q.text(7));
       out.push_back(std::move(w));
     }
   }
@@ -1047,7 +1172,84 @@ std::vector<v1::WorkerInfo> Store::workers() {
   return out;
 }
 
-v1::RegisterResponse Store::register_worker(const std::string& name, const v1::Capabilities& caps) {
+std::string Store::judge_canaries(const std::string& worker_id, const std::vector<v1::Canary>& canaries) {
+  std::map<std::string, nlohmann::json> latest;  // by precision
+  {
+    Query q(*db_, "SELECT canaries_json FROM workers WHERE id = ?");
+    q.bind(worker_id);
+    if (q.step()) {
+      const auto old = nlohmann::json::parse(q.text(0), nullptr, false);
+      if (old.is_array())
+        for (const auto& c : old)
+          if (c.is_object()) latest[c.value("precision", "")] = c;
+    }
+  }
+  std::string why;
+  for (v1::Canary c : canaries) {
+    const canary::Verdict v = canary::judge(c.unit(), c.precision(), c.value(), c.error());
+    c.set_reference(v.reference);
+    c.set_abs_diff(v.abs_diff);
+    c.set_tolerance(v.tolerance);
+    c.set_pass(v.pass);
+    if (!v.pass && why.empty()) why = v.why + (c.device().empty() ? "" : " on " + c.device());
+    latest[c.precision()] = canary_json(c);
+  }
+  nlohmann::json all = nlohmann::json::array();
+  for (auto& [p, c] : latest) all.push_back(std::move(c));
+  Query(*db_, "UPDATE workers SET canaries_json = ? WHERE id = ?").bind(all.dump()).bind(worker_id).run();
+  return why;
+}
+
+int Store::quarantine_locked(const std::string& worker_id, const std::string& why, int64_t now) {
+  Query(*db_, "UPDATE workers SET quarantine = ? WHERE id = ? AND quarantine = ''").bind(why).bind(worker_id).run();
+  std::vector<int64_t> ids;
+  {
+    // Its results can no longer be trusted; the attempt is given back.
+    Query q(*db_,
+            "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), lease_id = NULL, not_before_ms = 0 "
+            "WHERE state = 'leased' AND lease_owner = ? RETURNING id");
+    q.bind(worker_id);
+    while (q.step()) ids.push_back(q.i64(0));
+  }
+  for (int64_t id : ids) event(id, now, "released", "worker " + worker_id + " quarantined: " + why);
+  return static_cast<int>(ids.size());
+}
+
+std::vector<v1::Unschedulable> Store::unschedulable() {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int64_t now = opts_.clock();
+  int64_t largest = 0, n_live = 0;
+  {
+    Query q(*db_,
+            "SELECT COALESCE(MAX(mem_bytes), 0), COUNT(*) FROM workers WHERE last_heartbeat_ms >= ? AND quarantine = ''");
+    q.bind(now - 3 * opts_.heartbeat_ms);
+    q.step();
+    largest = q.i64(0);
+    n_live = q.i64(1);
+  }
+  std::vector<v1::Unschedulable> out;
+  Query q(*db_,
+          "SELECT experiment_id, mem_bytes, COUNT(*), MIN(name) FROM jobs INDEXED BY jobs_by_mem "
+          "WHERE state = 'pending' AND mem_bytes > ? GROUP BY experiment_id, mem_bytes ORDER BY experiment_id, mem_bytes");
+  q.bind(largest);
+  while (q.step()) {
+    v1::Unschedulable u;
+    u.set_experiment_id(q.i64(0));
+    u.set_mem_bytes(q.i64(1));
+    u.set_n_jobs(q.i64(2));
+    u.set_example_job(q.text(3));
+    u.set_largest_worker_bytes(largest);
+    u.set_reason("needs " + gib(u.mem_bytes()) + "; " +
+                 (largest > 0    ? "largest live worker has " + gib(largest)
+                  : n_live > 0 ? "no live worker registered its memory (spt-worker --memory)"
+                               : "no live worker"));
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+v1::RegisterResponse Store::register_worker(const std::string& name, const v1::Capabilities& caps,
+                                            const std::vector<v1::Canary>& canaries) {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
   std::string caps_json;
@@ -1058,16 +1260,22 @@ v1::RegisterResponse Store::register_worker(const std::string& name, const v1::C
   r.set_heartbeat_ms(static_cast<int>(opts_.heartbeat_ms));
   Txn txn(*db_);
   Query(*db_,
-        "INSERT INTO workers(id, name, caps_json, job_kinds_json, registered_ms, last_heartbeat_ms, loaded_models) "
-        "VALUES(?, ?, ?, ?, ?, ?, '[]')")
+        "INSERT INTO workers(id, name, caps_json, job_kinds_json, registered_ms, last_heartbeat_ms, loaded_models, "
+        "mem_bytes) VALUES(?, ?, ?, ?, ?, ?, '[]', ?)")
       .bind(r.worker_id())
       .bind(name)
       .bind(caps_json)
       .bind(json_list(caps.job_kinds()))
       .bind(now)
       .bind(now)
+      .bind(std::max<int64_t>(0, caps.memory_bytes()))
       .run();
+  const std::string why = judge_canaries(r.worker_id(), canaries);
+  if (!why.empty()) quarantine_locked(r.worker_id(), why, now);
+  r.set_quarantined(why);
   txn.commit();
+  // A bigger worker may take jobs nobody could hold so far.
+  work_.notify_all();
   return r;
 }
 
@@ -1135,6 +1343,49 @@ std::vector<v1::Artifact> Store::list_named(const std::string& prefix) {
     out.push_back(std::move(a));
   }
   return out;
+}
+
+// ---- worker pool upkeep (issue 11)
+
+int Store::deregister_worker(const std::string& worker_id) {
+  std::vector<std::string> leases;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Query q(*db_, "SELECT lease_id FROM jobs WHERE state = 'leased' AND lease_owner = ?");
+    q.bind(worker_id);
+    while (q.step()) leases.push_back(q.text(0));
+  }
+  const int n = release(worker_id, leases);  // NotFound for an unknown id
+  std::lock_guard<std::mutex> lk(mu_);
+  Query(*db_, "DELETE FROM workers WHERE id = ?").bind(worker_id).run();
+  drain_asked_.erase(worker_id);
+  return n;
+}
+
+int Store::prune_workers() {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int64_t now = opts_.clock();
+  Query(*db_,
+        "DELETE FROM workers WHERE last_heartbeat_ms < ? AND id NOT IN "
+        "(SELECT lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT NULL)")
+      .bind(now - 3 * opts_.heartbeat_ms)
+      .run();
+  return static_cast<int>(db_->changes());
+}
+
+int Store::ask_drain(const std::string& name_or_id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int64_t now = opts_.clock();
+  Query q(*db_, "SELECT id FROM workers WHERE (name = ? OR id = ?) AND last_heartbeat_ms >= ?");
+  q.bind(name_or_id).bind(name_or_id).bind(now - 3 * opts_.heartbeat_ms);
+  int n = 0;
+  while (q.step()) n += drain_asked_.insert(q.text(0)).second ? 1 : 0;
+  return n;
+}
+
+bool Store::drain_asked(const std::string& worker_id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  return drain_asked_.count(worker_id) != 0;
 }
 
 }  // namespace spt::server

@@ -22,12 +22,19 @@
 //    job whose key matches a done job is inserted done with that result.
 //  - An experiment is running until all its jobs are terminal, then done
 //    (all done), cancelled (cancel() was called) or failed.
+//  - A job is leased only to a worker whose registered memory is at least
+//    its mem_bytes (plan::JobSpec::mem_bytes; 0 = any worker), and never to
+//    a quarantined worker. A worker is quarantined when a canary it reports
+//    (at registration or in a heartbeat) fails spt/canary.h's judgement; its
+//    leased jobs are then released (no attempt penalty) in that same
+//    transaction. Quarantine lasts until the worker registers again.
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -99,9 +106,16 @@ class Store {
   v1::LogsResponse logs(int64_t job_id);
   // Workers seen within the last hour, or holding leases.
   std::vector<v1::WorkerInfo> workers();
+  // Pending jobs that no live, unquarantined worker has the memory for,
+  // grouped per experiment and need (one indexed query).
+  std::vector<v1::Unschedulable> unschedulable();
 
   // ---- workers
-  v1::RegisterResponse register_worker(const std::string& name, const v1::Capabilities& caps);
+  // Registers a worker with its capabilities (memory_bytes is what it can
+  // hold) and its registration canaries, judged here; a failing one
+  // quarantines the new worker at once (RegisterResponse.quarantined).
+  v1::RegisterResponse register_worker(const std::string& name, const v1::Capabilities& caps,
+                                       const std::vector<v1::Canary>& canaries = {});
   // Leases up to max_jobs pending jobs of the worker's kinds (a worker that
   // registered no kinds takes any), highest priority first; within the top
   // priority, jobs for loaded_models first, else for the first job's
@@ -119,9 +133,21 @@ class Store {
   // until it holds nothing (or another worker has taken it). Exclusive jobs
   // of a lower priority wait, like any job, for the higher ones.
   v1::LeaseResponse lease(const v1::LeaseRequest& req, const std::function<bool()>& gone = {});
+  // Renews leases; judges the canaries it carries (a failure quarantines
+  // the worker and releases its leases, which then come back as lost).
   v1::HeartbeatResponse heartbeat(const v1::HeartbeatRequest& req);
   v1::ReportResponse report(const v1::ReportRequest& req);
   int release(const std::string& worker_id, const std::vector<std::string>& lease_ids);
+  // A worker exiting cleanly: releases its leases (as release()) and removes
+  // it from the list; returns the leases released. NotFound if unknown.
+  int deregister_worker(const std::string& worker_id);
+  // Removes workers not heard from for 3 heartbeats that hold no lease.
+  int prune_workers();
+  // Asks the live workers with this name (or id) to drain; they are told
+  // with their next heartbeat (drain_asked). Kept in memory only: a drain
+  // is a command, not state. Returns how many were asked.
+  int ask_drain(const std::string& name_or_id);
+  bool drain_asked(const std::string& worker_id);
   // Requeues (or fails, past the limit) jobs whose lease expired; returns
   // how many. Called periodically by the reaper.
   int reap_expired();
@@ -142,7 +168,12 @@ class Store {
 
   // Helpers run inside a transaction, with mu_ held.
   std::vector<int64_t> pick(const std::string& worker_id, const std::string& kinds_json,
-                            const std::vector<std::string>& loaded, int max_jobs, int64_t now);
+                            const std::vector<std::string>& loaded, int max_jobs, int64_t mem_bytes, int64_t now);
+  // Judges `canaries`, merges them into the worker's stored ones (latest
+  // per precision) and returns the quarantine reason ("" = all pass).
+  std::string judge_canaries(const std::string& worker_id, const std::vector<v1::Canary>& canaries);
+  // Quarantines a worker and releases its leases; returns jobs released.
+  int quarantine_locked(const std::string& worker_id, const std::string& why, int64_t now);
   void release_dependents(int64_t job_id);
   void fail_dependents(int64_t job_id, const std::string& job_name, int64_t now);
   void finish_if_complete(int64_t experiment_id, int64_t now);
@@ -151,6 +182,8 @@ class Store {
   void event(int64_t job_id, int64_t now, const char* event, const std::string& detail);
   int64_t backoff_ms(int attempt) const;
   v1::ExperimentStatus status_locked(int64_t id);
+  std::set<std::string> drain_asked_;  // worker ids told to drain at their next heartbeat (memory only)
+  void failure_summary_locked(int64_t id, v1::ExperimentStatus& s);
   v1::JobSummary summary_locked(int64_t job_id);
   std::string new_id(int bytes) const;
 

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -73,10 +75,62 @@ bool cuda_info(const std::string& device, std::string* name, int64_t* bytes) {
   return true;
 }
 
+// The cgroup (v2, else v1) memory limit of this process; 0 if none.
+int64_t cgroup_limit() {
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    std::string v;
+    if (!(in >> v) || v == "max") continue;
+    try {
+      const long long n = std::stoll(v);
+      if (n > 0 && n < (1ll << 60)) return n;  // v1 reports "no limit" as a huge number
+    } catch (const std::exception&) {
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
+int64_t parse_bytes(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    pos = 0;
+  }
+  std::string unit = s.substr(pos);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  double mult = 0;
+  if (unit.empty()) mult = 1;
+  else if (unit == "K") mult = 1024.0;
+  else if (unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  if (pos == 0 || mult == 0 || !(v > 0) || v * mult > 9e18)
+    throw std::invalid_argument("memory size '" + s + "': expected a positive number with an optional K, M, G or T");
+  return static_cast<int64_t>(v * mult);
+}
+
+int64_t default_memory_bytes(const std::string& device) {
+  const std::string kind = device.substr(0, device.find(':'));
+  if (kind == "cuda") {
+    std::string name;
+    int64_t bytes = 0;
+    return cuda_info(device, &name, &bytes) ? bytes : 0;
+  }
+  int64_t total = physical_memory();
+  if (const int64_t cg = cgroup_limit(); cg > 0 && (total == 0 || cg < total)) total = cg;
+  const int64_t headroom = std::clamp<int64_t>(total / 8, int64_t{512} << 20, int64_t{4} << 30);
+  return std::max<int64_t>(0, total - headroom);
+}
+
 v1::Capabilities probe_capabilities(const std::string& device, int slots, int threads,
-                                    const std::vector<std::string>& models, const ExecutorRegistry& reg) {
+                                    const std::vector<std::string>& models, const ExecutorRegistry& reg,
+                                    int64_t memory_bytes) {
   v1::Capabilities c;
   const std::string kind = device.substr(0, device.find(':'));
   c.set_device_kind(kind);
@@ -85,17 +139,15 @@ v1::Capabilities probe_capabilities(const std::string& device, int slots, int th
     int64_t bytes = 0;
     if (cuda_info(device, &name, &bytes)) {
       c.set_device_name(name);
-      c.set_memory_bytes(bytes);
     } else {
       c.set_device_name(device);
     }
   } else if (kind == "mps") {
     c.set_device_name("Apple GPU (" + cpu_name() + ")");
-    c.set_memory_bytes(physical_memory());  // unified memory
   } else {
     c.set_device_name(cpu_name());
-    c.set_memory_bytes(physical_memory());
   }
+  c.set_memory_bytes(memory_bytes > 0 ? memory_bytes : default_memory_bytes(device));
   for (const auto& p : reg.precisions()) c.add_precisions(p);
   std::set<std::string> m(models.begin(), models.end());
   for (const auto& x : reg.loaded_models()) m.insert(x);

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "client/connection.h"
+#include "spt/cli_conventions.h"
 #include "spt/job.h"
 #include "spt/version.h"
+#include "capabilities.h"
 #include "worker.h"
 
 namespace {
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
   std::string token_file, log_level = "info", models;
 
   CLI::App app{"spt-worker: leases spt jobs from an spt-server and runs them"};
-  app.set_version_flag("--version", SPT_CODE_VERSION);
+  app.set_version_flag("--version", std::string("spt-worker ") + SPT_CODE_VERSION);
   app.add_option("--server", opt.server, "coordinator address host:port (env SPT_SERVER)")->capture_default_str();
   app.add_option("--token-file", token_file, "file holding the bearer token (else env SPT_TOKEN / SPT_TOKEN_FILE)");
   app.add_option("--device", opt.device, "cpu | cuda | cuda:N | mps")
@@ -77,10 +79,36 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(100, 600000));
   app.add_option("--models", models, "comma-separated models this worker can load without fetching");
+  std::string memory;
+  app.add_option("--memory", memory,
+                 "memory this worker offers to hold, e.g. 16G or 512M (default: the GPU's total, or RAM / the "
+                 "cgroup limit less headroom); jobs planned to need more are not leased to it")
+      ->check([](const std::string& v) -> std::string {
+        try {
+          spt::worker::parse_bytes(v);
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      });
+  app.add_option("--canary-every-s", opt.canary_every_s,
+                 "re-run the numerics canary this often (0 = only at registration)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
   app.add_option("--log-level", log_level, "log verbosity")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  CLI11_PARSE(app, argc, argv);
+  app.footer(spt::cli::footer(
+      {{"spt-worker --server coordinator:7070 --token-file token", "one CPU worker"},
+       {"spt-worker --server coordinator --device cuda --slots 1", "a GPU worker (port defaults to 7070)"},
+       {"kill -TERM <pid>", "drain: finish running jobs, hand the rest back, exit"}},
+      {{"SPT_SERVER", "coordinator address (when --server is not given)"},
+       {"SPT_TOKEN / SPT_TOKEN_FILE", "bearer token, or the file holding it"},
+       {"SPT_CACHE_DIR", "model/dataset cache (when --cache-dir is not given)"},
+       {"SPT_TOKENIZER_DIR", "GPT-2 tokenizer files (vocab.json, merges.txt), overriding the built-in search"},
+       {"SPT_MODEL_CACHE", "models kept loaded per worker (default 2)"}}));
+  if (const int rc = spt::cli::parse(app, argc, argv); rc >= 0) return rc;
+  opt.server = spt::cli::with_default_port(opt.server, spt::cli::kDefaultPort);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [" + opt.name + "] %^%l%$ %v");
@@ -90,6 +118,7 @@ int main(int argc, char** argv) {
     spdlog::error("{}", e.what());
     return 2;
   }
+  if (!memory.empty()) opt.memory_bytes = spt::worker::parse_bytes(memory);
   for (size_t b = 0; !models.empty() && b <= models.size();) {
     const size_t e = std::min(models.find(',', b), models.size());
     if (e > b) opt.models.push_back(models.substr(b, e - b));
@@ -118,6 +147,17 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     spdlog::error("cannot set up executors: {}", e.what());
     return 1;
+  }
+  if (reg.hooks.check_device) {
+    try {
+      spdlog::info("device {}", reg.hooks.check_device(opt.device));
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+      return 2;
+    }
+  } else if (opt.device != "cpu") {
+    spdlog::error("device {}: this spt-worker was built without LibTorch and runs CPU-only jobs (selftest)", opt.device);
+    return 2;
   }
   spt::worker::Worker worker(opt, reg);
   std::thread([&worker, drain_s = opt.drain_timeout_s] {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
@@ -18,6 +19,7 @@
 #include "blob_cache.h"
 #include "capabilities.h"
 #include "client/connection.h"
+#include "spt/canary.h"
 #include "spt/util.h"
 
 namespace spt::worker {
@@ -90,8 +92,63 @@ bool is_transient(grpc::StatusCode c) {
          c == grpc::UNKNOWN || c == grpc::CANCELLED;
 }
 
+// SPT_CANARY_PERTURB=<delta>[@<file>] (tests only): the delta to add to a
+// canary value now; 0 when unset, or while <file> does not exist.
+double canary_perturbation() {
+  const char* e = std::getenv("SPT_CANARY_PERTURB");
+  if (!e || !*e) return 0;
+  const std::string v = e;
+  const auto at = v.find('@');
+  if (at != std::string::npos && !std::filesystem::exists(v.substr(at + 1))) return 0;
+  try {
+    return std::stod(v.substr(0, at));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+nlohmann::json canary_provenance(const v1::Canary& c) {
+  return {{"unit", c.unit()},           {"precision", c.precision()}, {"value", c.value()},
+          {"reference", c.reference()}, {"abs_diff", c.abs_diff()},   {"tolerance", c.tolerance()},
+          {"pass", c.pass()},           {"unix_ms", c.unix_ms()},     {"device", c.device()},
+          {"error", c.error()}};
+}
+
 std::string dump_json(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// A canary's provenance, kept as an object (the rare fallback) and as its
+// dump, which is spliced into every ok result's dump instead of copying and
+// re-serialising the object per result.
+struct CanaryProv {
+  nlohmann::json json;
+  std::string text;
+};
+
+// Placeholder for the splice: a string no executor writes (control bytes).
+// dump_json writes it as "\u0001spt-canary\u0001"; any match of that text
+// in a dump is a string token holding exactly the placeholder, since a quote
+// inside a string is escaped.
+const char kCanarySlot[] = "\x01spt-canary\x01";
+const char kCanarySlotDumped[] = "\"\\u0001spt-canary\\u0001\"";
+
+// dump_json(result) with result.provenance.canary = the canary, as the
+// plain way would write it. `result` must be an object.
+std::string dump_with_canary(nlohmann::json& result, const CanaryProv& c) {
+  auto& prov = result["provenance"];
+  if (prov.is_null()) prov = nlohmann::json::object();
+  if (!prov.is_object()) return dump_json(result);  // nowhere to put it
+  prov["canary"] = kCanarySlot;
+  std::string out = dump_json(result);
+  const size_t n = sizeof kCanarySlotDumped - 1;
+  const size_t at = out.find(kCanarySlotDumped);
+  if (at != std::string::npos && out.find(kCanarySlotDumped, at + n) == std::string::npos) {
+    out.replace(at, n, c.text);
+    return out;
+  }
+  prov["canary"] = c.json;  // the executor wrote the placeholder itself
+  return dump_json(result);
 }
 
 }  // namespace
@@ -128,6 +185,14 @@ struct Worker::Impl {
   bool unreachable = false;
   double unreachable_since = 0;
   int64_t contact_gen = 0;
+  // Canaries: the latest judged run per precision (provenance, Register),
+  // runs not yet sent in a heartbeat, and the hold that keeps new groups
+  // from starting while a GPU canary waits or runs.
+  std::map<std::string, v1::Canary> canary_latest;
+  std::map<std::string, CanaryProv> canary_prov;  // canary_latest as provenance, built once per run
+  std::vector<v1::Canary> canary_unsent;
+  bool canary_hold = false, canary_shutdown = false;
+  std::string quarantined;  // as the server last said
 
   // ---- helpers (the _locked ones need mu held)
 
@@ -187,12 +252,16 @@ struct Worker::Impl {
   // Whether `g` may start now: nothing starts beside a running exclusive
   // group, and an exclusive group starts only once no other group runs.
   bool may_start_locked(const Group& g) const {
+    if (canary_hold) return false;
     if (g.exclusive && !running.empty()) return false;
     for (const auto& r : running)
       if (r->exclusive) return false;
     return true;
   }
 
+  std::vector<v1::Canary> run_canaries();
+  void canary_loop();
+  void note_quarantine(const std::string& why);
   bool register_once(bool* retry);
   bool register_loop();
   void reregister(const std::string& stale);
@@ -211,6 +280,7 @@ struct Worker::Impl {
   std::vector<std::string> hand_back_locked(Group& g);
   int run();
   void drain();
+  void deregister();
 };
 
 // ---------------------------------------------------------------- registration
@@ -220,7 +290,12 @@ struct Worker::Impl {
 bool Worker::Impl::register_once(bool* retry) {
   v1::RegisterRequest req;
   req.set_name(opt.name);
-  *req.mutable_capabilities() = probe_capabilities(opt.device, opt.slots, opt.threads, opt.models, reg);
+  *req.mutable_capabilities() =
+      probe_capabilities(opt.device, opt.slots, opt.threads, opt.models, reg, opt.memory_bytes);
+  {
+    std::lock_guard<std::mutex> g(mu);
+    for (const auto& [p, c] : canary_latest) *req.add_canaries() = c;
+  }
   v1::RegisterResponse resp;
   grpc::ClientContext ctx;
   rpc::prepare(ctx, opt.token, kRegisterTimeoutS, true);
@@ -228,11 +303,16 @@ bool Worker::Impl::register_once(bool* retry) {
   *retry = false;
   if (s.ok() || is_transient(s.error_code())) contact("register", s);
   if (s.ok()) {
-    std::lock_guard<std::mutex> g(mu);
-    worker_id = resp.worker_id();
-    if (resp.heartbeat_ms() > 0) heartbeat_ms = resp.heartbeat_ms();
-    spdlog::info("registered with {} as {} (worker id {}, lease ttl {} ms, heartbeat {} ms, {} kinds)", opt.server,
-                 opt.name, worker_id, resp.lease_ttl_ms(), heartbeat_ms, req.capabilities().job_kinds_size());
+    {
+      std::lock_guard<std::mutex> g(mu);
+      worker_id = resp.worker_id();
+      if (resp.heartbeat_ms() > 0) heartbeat_ms = resp.heartbeat_ms();
+      quarantined.clear();  // a new id starts unquarantined unless told otherwise
+      spdlog::info("registered with {} as {} (worker id {}, lease ttl {} ms, heartbeat {} ms, {} kinds, {:.1f} GiB)",
+                   opt.server, opt.name, worker_id, resp.lease_ttl_ms(), heartbeat_ms,
+                   req.capabilities().job_kinds_size(), req.capabilities().memory_bytes() / double(1 << 30));
+    }
+    note_quarantine(resp.quarantined());
     return true;
   }
   const auto code = s.error_code();
@@ -258,6 +338,91 @@ bool Worker::Impl::register_loop() {
     backoff_sleep(b.next(), [&] { return draining; });
     std::lock_guard<std::mutex> g(mu);
     if (draining) return false;
+  }
+}
+
+// Logs a quarantine once, when the server first reports it.
+void Worker::Impl::note_quarantine(const std::string& why) {
+  std::lock_guard<std::mutex> g(mu);
+  if (why.empty() || why == quarantined) return;
+  quarantined = why;
+  spdlog::error("the server quarantined this worker: {}; it will get no jobs until it registers again", why);
+}
+
+// Runs the canary unit once per precision this worker offers; each run is
+// judged locally as the server will judge it (for provenance).
+std::vector<v1::Canary> Worker::Impl::run_canaries() {
+  std::vector<v1::Canary> out;
+  if (!reg.hooks.canary) return out;
+  std::set<std::string> precisions{"fp32"};
+  for (const auto& p : reg.precisions()) precisions.insert(p);
+  // This process's scratch: workers sharing a cache dir never read each
+  // other's half-written canary model.
+  const std::string dir = (std::filesystem::path(base_ctx.scratch_dir) / "canary").string();
+  for (const auto& p : precisions) {
+    v1::Canary c;
+    c.set_unit(canary::kUnit);
+    c.set_precision(p);
+    try {
+      const auto r = reg.hooks.canary(opt.device, p, dir, opt.threads);
+      c.set_value(r.value + canary_perturbation());
+      c.set_device(r.device);
+    } catch (const std::exception& e) {
+      c.set_error(e.what());
+      c.set_device(opt.device);
+    }
+    c.set_unix_ms(now_unix_ms());
+    const canary::Verdict v = canary::judge(c.unit(), c.precision(), c.value(), c.error());
+    c.set_reference(v.reference);
+    c.set_abs_diff(v.abs_diff);
+    c.set_tolerance(v.tolerance);
+    c.set_pass(v.pass);
+    if (v.pass)
+      spdlog::info("canary {} on {}: {:.6f} (reference {:.6f}, |diff| {:.2g} <= {:.2g})", p, c.device(), c.value(),
+                   v.reference, v.abs_diff, v.tolerance);
+    else
+      spdlog::error("{}", v.why);
+    out.push_back(std::move(c));
+  }
+  std::vector<CanaryProv> prov;
+  for (const auto& c : out) {
+    auto j = canary_provenance(c);
+    std::string text = dump_json(j);
+    prov.push_back(CanaryProv{std::move(j), std::move(text)});
+  }
+  std::lock_guard<std::mutex> g(mu);
+  for (size_t i = 0; i < out.size(); ++i) {
+    canary_latest[out[i].precision()] = out[i];
+    canary_prov[out[i].precision()] = std::move(prov[i]);
+  }
+  return out;
+}
+
+// The periodic canary. On the CPU it runs beside jobs (TF32 switches change
+// no CPU numbers); elsewhere it holds new groups back and waits for running
+// ones to end, so no job computes while the switches are the canary's.
+void Worker::Impl::canary_loop() {
+  const bool beside_jobs = opt.device == "cpu";
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv_wake.wait_for(lk, duration<double>(opt.canary_every_s), [&] { return canary_shutdown; });
+      if (canary_shutdown) return;
+      if (!beside_jobs) {
+        canary_hold = true;
+        cv_drain.wait(lk, [&] { return canary_shutdown || running.empty(); });
+        if (canary_shutdown) {
+          canary_hold = false;
+          cv_work.notify_all();
+          return;
+        }
+      }
+    }
+    auto runs = run_canaries();
+    std::lock_guard<std::mutex> lk(mu);
+    canary_hold = false;
+    cv_work.notify_all();
+    for (auto& c : runs) canary_unsent.push_back(std::move(c));
   }
 }
 
@@ -482,7 +647,14 @@ void Worker::Impl::answer_locked(Group& g, size_t i, Outcome o, bool progress) {
   p.r.set_lease_id(g.lease[i]);
   p.r.set_ok(o.ok);
   if (o.ok) {
-    p.r.set_result_json(dump_json(o.result));
+    // The device's numerics check travels with every result it produced.
+    const auto& params = g.specs[i].params;
+    const auto pp = params.is_object() ? params.find("precision") : params.end();
+    const auto c = canary_prov.find(pp != params.end() && pp->is_string() ? pp->get<std::string>() : "fp32");
+    if (c != canary_prov.end() && o.result.is_object())
+      p.r.set_result_json(dump_with_canary(o.result, c->second));
+    else
+      p.r.set_result_json(dump_json(o.result));
   } else {
     p.r.set_error(o.error);
     p.r.set_retryable(o.retryable);
@@ -672,11 +844,21 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
         if (!g->answered[i]) req.add_running_job_ids(g->specs[i].id);
   }
   for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    for (auto& c : canary_unsent) *req.add_canaries() = std::move(c);
+    canary_unsent.clear();
+  }
   v1::HeartbeatResponse resp;
   grpc::ClientContext ctx;
   rpc::prepare(ctx, opt.token, std::max(1.0, hb_ms / 1000.0 * 2), true);
   const grpc::Status s = stub->Heartbeat(&ctx, req, &resp);
   if (!s.ok()) {
+    {
+      // Unsent canaries go with the next heartbeat (or registration).
+      std::lock_guard<std::mutex> lk(mu);
+      for (const auto& c : req.canaries()) canary_unsent.push_back(c);
+    }
     if (s.error_code() == grpc::NOT_FOUND) {
       reregister(req.worker_id());
       *next_hb = monotonic_s();
@@ -689,6 +871,16 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
   contact("heartbeat", s);
   b.reset();
   *next_hb = monotonic_s() + hb_ms / 1000.0;
+  note_quarantine(resp.quarantined());
+  if (resp.drain()) {
+    bool first;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      first = !draining;
+    }
+    if (first) spdlog::info("the coordinator asked this worker to drain");
+    drain();
+  }
   if (resp.lost_lease_ids_size() == 0) return;
   std::lock_guard<std::mutex> lk(mu);
   int n = 0;
@@ -760,6 +952,23 @@ void Worker::Impl::release(const std::vector<std::string>& leases, const char* w
                  rpc::status_text(s));
 }
 
+// A clean exit leaves the coordinator's worker list at once (its leases,
+// all handed back above, would be released too).
+void Worker::Impl::deregister() {
+  const std::string id = current_id();
+  if (id.empty()) return;
+  v1::DeregisterRequest req;
+  req.set_worker_id(id);
+  v1::DeregisterResponse resp;
+  grpc::ClientContext ctx;
+  rpc::prepare(ctx, opt.token, kReleaseTimeoutS, true);
+  const grpc::Status s = stub->Deregister(&ctx, req, &resp);
+  if (s.ok())
+    spdlog::info("deregistered from the coordinator");
+  else
+    spdlog::warn("could not deregister: {} (the coordinator will list this worker as gone)", rpc::status_text(s));
+}
+
 void Worker::Impl::drain() {
   std::lock_guard<std::mutex> lk(mu);
   if (draining) return;
@@ -786,10 +995,13 @@ int Worker::Impl::run() {
   base_ctx.worker_name = opt.name;
   base_ctx.fetch_blob = [this](const std::string& s) { return blobs->fetch(s); };
 
+  run_canaries();  // the registration canary
   if (!register_loop()) {
     std::lock_guard<std::mutex> lk(mu);
     return fatal;
   }
+  std::thread canary_thread;
+  if (reg.hooks.canary && opt.canary_every_s > 0) canary_thread = std::thread([this] { canary_loop(); });
   std::thread monitor([this] { monitor_loop(); });
   std::thread reporter([this] { reporter_loop(); });
   std::vector<std::thread> execs;
@@ -838,12 +1050,16 @@ int Worker::Impl::run() {
     held.clear();
   }
   release(back, "unreported");
+  deregister();
   {
     std::lock_guard<std::mutex> lk(mu);
     monitor_shutdown = true;
+    canary_shutdown = true;
     cv_wake.notify_all();
+    cv_drain.notify_all();
   }
   monitor.join();
+  if (canary_thread.joinable()) canary_thread.join();
   std::error_code ec;
   fs::remove_all(scratch, ec);
   int code;

@@ -25,6 +25,18 @@
 //  - When the server is unreachable every RPC loop backs off exponentially
 //    (0.1 s doubling, capped at 5 s); finished results are kept and reported
 //    after reconnecting; NOT_FOUND for our worker id means re-register.
+//  - Memory: registers Options::memory_bytes, else what the device has
+//    (capabilities.h); the server leases it only jobs whose planned memory
+//    fits.
+//  - Numerics canaries (spt/canary.h): run for each precision it offers
+//    before registering (sent with Register) and every canary_every_s
+//    (sent with the next heartbeat). On the CPU they run beside jobs; on a
+//    GPU no new group starts while one runs and it waits for running groups
+//    to end, because LibTorch's TF32 switches are process-global. The latest
+//    verdict for a job's precision goes into every ok result as
+//    provenance.canary. A worker the server quarantines keeps heartbeating
+//    and gets no leases. Test switch: SPT_CANARY_PERTURB=<delta>[@<file>]
+//    adds delta to every canary value (only while <file> exists).
 //  - drain() (SIGTERM): stop leasing, hand back queued jobs, let running
 //    groups finish until the drain deadline, then stop them and hand their
 //    jobs back, flush results, and return 0 from run().
@@ -49,6 +61,8 @@ struct Options {
   double drain_timeout_s = 60;    // how long running jobs may finish on drain
   int lease_wait_ms = 10000;      // long-poll duration
   std::vector<std::string> models;  // models it can load without fetching
+  int64_t memory_bytes = 0;       // memory it registers; 0 = probe the device
+  double canary_every_s = 3600;   // periodic canary; 0 = only at registration
 };
 
 class Worker {

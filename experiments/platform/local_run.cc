@@ -1,14 +1,41 @@
 #include "platform/local_run.h"
 
+#include <map>
+#include <memory>
 #include <set>
 #include <stdexcept>
 
+#include "spt/hash.h"
 #include "spt/util.h"
 
 namespace spt::platform {
 
-LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecContext& ctx,
+namespace {
+
+// The files jobs of this run produced, found by sha256 the way a worker's
+// fetch_blob finds uploaded artifacts (hashed lazily, on the first miss).
+struct LocalBlobs {
+  std::vector<std::string> unhashed;
+  std::map<std::string, std::string> by_sha;
+  std::string find(const std::string& sha) {
+    for (const auto& path : unhashed) by_sha.emplace(sha256_file(path), path);
+    unhashed.clear();
+    auto it = by_sha.find(sha);
+    return it == by_sha.end() ? "" : it->second;
+  }
+};
+
+}  // namespace
+
+LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecContext& outer,
                              const std::function<void(const std::string&, double)>& on_done) {
+  auto blobs = std::make_shared<LocalBlobs>();
+  ExecContext ctx = outer;
+  ctx.fetch_blob = [blobs, next = outer.fetch_blob](const std::string& sha_or_name) {
+    if (std::string path = blobs->find(sha_or_name); !path.empty()) return path;
+    if (next) return next(sha_or_name);
+    throw std::runtime_error("fetch_blob " + sha_or_name + ": no job of this run produced it, and no store to ask");
+  };
   LocalRun run;
   const double t0 = monotonic_s();
   std::set<std::string> done;
@@ -50,6 +77,7 @@ LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecCon
         if (n != 1) throw std::runtime_error(batch[i].name + " reported " + std::to_string(n) + " times");
         if (!outs[i].ok) throw std::runtime_error(batch[i].name + " failed: " + outs[i].error);
         run.results[batch[i].name] = std::move(outs[i].result);
+        for (const auto& f : outs[i].files) blobs->unhashed.push_back(f.path);
         run.files[batch[i].name] = std::move(outs[i].files);
         done.insert(batch[i].name);
       }

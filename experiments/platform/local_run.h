@@ -3,6 +3,8 @@
 // waves of jobs whose dependencies are done, each wave batched per kind and
 // handed to the registered executor (so the model executor fuses it), with
 // upstream results passed as inputs. No retries: the first failure throws.
+// Artifacts pass as on a worker: the executors' fetch_blob finds any file a
+// job of this run produced by its sha256, else asks ctx.fetch_blob.
 // For tests, benchmarks and single-machine dry runs without the runner.
 // Torch-free; the executors in `reg` bring whatever they need.
 #include <functional>

@@ -54,23 +54,46 @@ std::string unpack_model_blob(const std::string& path, const std::string& cache_
   return dest.string();
 }
 
+// A load failure another attempt may not repeat: memory pressure.
+bool transient_load_error(const std::string& what) {
+  return what.find("out of memory") != std::string::npos || what.find("Out of memory") != std::string::npos;
+}
+
+// A coordinator answer that no retry changes: the blob or name is unknown.
+bool blob_missing(const std::string& what) { return what.find("NOT_FOUND") != std::string::npos; }
+
 // Loads `name`: a blob digest, else a name or folder, else a coordinator
-// blob registered under that name.
+// blob registered under that name. A model that is not there (no such
+// folder, hub name neither cached nor downloadable, no such blob) or whose
+// files are bad fails with PermanentError: every retry would fail the same
+// way, and the job should fail once with that message (`spt-client retry`
+// after fixing it). Memory pressure and an unreachable coordinator stay
+// retryable.
 std::unique_ptr<gpt2::Model> load(const std::string& name, const gpt2::LoadOptions& opt, ExecContext& ctx) {
   if (name.rfind("sha256:", 0) == 0) {
     if (!ctx.fetch_blob) throw PermanentError("model " + name + ": this worker has no artifact store to fetch from");
-    return gpt2::load_model(unpack_model_blob(ctx.fetch_blob(name.substr(7)), ctx.cache_dir), opt);
+    std::string path;
+    try {
+      path = ctx.fetch_blob(name.substr(7));
+    } catch (const std::exception& e) {
+      if (blob_missing(e.what())) throw PermanentError("model " + name + ": " + e.what());
+      throw;
+    }
+    return gpt2::load_model(unpack_model_blob(path, ctx.cache_dir), opt);
   }
   try {
     return gpt2::load_model(name, opt);
   } catch (const std::exception& local) {
-    if (!ctx.fetch_blob || fs::exists(name)) throw;
+    if (transient_load_error(local.what())) throw;
+    if (!ctx.fetch_blob || fs::exists(name)) throw PermanentError(local.what());
     std::string fetched;
     try {
       fetched = ctx.fetch_blob(name);  // a model archive the coordinator registered under this name
     } catch (const std::exception& remote) {
-      throw std::runtime_error(std::string(local.what()) + "; and the coordinator has no blob named '" + name +
-                               "': " + remote.what());
+      const std::string msg = std::string(local.what()) + "; and the coordinator has no blob named '" + name +
+                              "': " + remote.what();
+      if (blob_missing(remote.what())) throw PermanentError(msg);
+      throw std::runtime_error(msg);
     }
     return gpt2::load_model(unpack_model_blob(fetched, ctx.cache_dir), opt);
   }

@@ -24,12 +24,13 @@ inline std::string model_label(const std::string& model) {
 struct KnownModel {
   const char* name;
   int n_layer, n_head, n_ctx;
+  int d_model = 0, vocab = 50257;  // for plan-time memory footprints
 };
 // nullptr for a name not in the table (a folder, a blob, another hub model).
 inline const KnownModel* known_model(const std::string& name) {
   static const KnownModel kModels[] = {
-      {"gpt2", 12, 12, 1024},       {"gpt2-medium", 24, 16, 1024}, {"gpt2-large", 36, 20, 1024},
-      {"gpt2-xl", 48, 25, 1024},    {"distilgpt2", 6, 12, 1024},
+      {"gpt2", 12, 12, 1024, 768},        {"gpt2-medium", 24, 16, 1024, 1024}, {"gpt2-large", 36, 20, 1024, 1280},
+      {"gpt2-xl", 48, 25, 1024, 1600},    {"distilgpt2", 6, 12, 1024, 768},
   };
   for (const auto& m : kModels)
     if (name == m.name) return &m;

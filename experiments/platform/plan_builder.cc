@@ -1,5 +1,6 @@
 #include "platform/plan_builder.h"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -38,7 +39,7 @@ std::vector<std::string> list_param(ParamReader& p, const std::string& key, size
 }
 
 // A list entry as a dimension; "" → `def`.
-int64_t dim_entry(const std::string& key, const std::string& v, int64_t def) {
+int64_t dim_entry(const std::string& key, const std::string& v, int64_t def, int64_t max = 4096) {
   if (v.empty()) return def;
   size_t pos = 0;
   int64_t x = 0;
@@ -48,7 +49,8 @@ int64_t dim_entry(const std::string& key, const std::string& v, int64_t def) {
     pos = 0;
   }
   if (pos == 0 || pos != v.size()) throw PlanError("param " + key + " entry '" + v + "' is not an integer");
-  if (x < 0 || x > 4096) throw PlanError("param " + key + " entry '" + v + "' is out of range [0, 4096]");
+  if (x < 0 || x > max)
+    throw PlanError("param " + key + " entry '" + v + "' is out of range [0, " + std::to_string(max) + "]");
   return x;
 }
 
@@ -71,6 +73,9 @@ json ModelBlock::base(const ModelRef& m) const {
   json b = {{"model", m.name}, {"precision", precision}, {"n_layer", m.n_layer}, {"n_head", m.n_head}};
   if (!m.sha256.empty()) b["model_sha256"] = m.sha256;
   if (models.size() > 1) b["scope"] = prefix(m);
+  // An uploaded sha256:<hex> model keeps the name it was submitted under in
+  // file names; absent otherwise, so every other job's params stay as they were.
+  if (m.label != model_label(m.name)) b["model_label"] = m.label;
   return b;
 }
 
@@ -111,6 +116,8 @@ ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow
     const auto* known = known_model(model);
     m.n_layer = static_cast<int>(p.integer("n_layer", known ? known->n_layer : 0, 0, 4096));
     m.n_head = static_cast<int>(p.integer("n_head", known ? known->n_head : 0, 0, 4096));
+    m.n_ctx = static_cast<int>(p.integer("n_ctx", known ? known->n_ctx : 0, 0, 100000000));
+    m.label = p.str("model_label", "");
     b.models.push_back(std::move(m));
   } else {
     if (!allow_many)
@@ -119,6 +126,8 @@ ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow
     const auto shas = list_param(p, "model_sha256", names.size(), experiment);
     const auto layers = list_param(p, "n_layer", names.size(), experiment);
     const auto heads = list_param(p, "n_head", names.size(), experiment);
+    const auto ctxs = list_param(p, "n_ctx", names.size(), experiment);
+    const auto labels = list_param(p, "model_label", names.size(), experiment);
     for (size_t i = 0; i < names.size(); ++i) {
       ModelRef m;
       m.name = names[i];
@@ -126,6 +135,8 @@ ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow
       const auto* known = known_model(m.name);
       m.n_layer = static_cast<int>(dim_entry("n_layer", layers[i], known ? known->n_layer : 0));
       m.n_head = static_cast<int>(dim_entry("n_head", heads[i], known ? known->n_head : 0));
+      m.n_ctx = static_cast<int>(dim_entry("n_ctx", ctxs[i], known ? known->n_ctx : 0, 100000000));
+      m.label = labels[i];
       b.models.push_back(std::move(m));
     }
   }
@@ -135,8 +146,10 @@ ModelBlock read_models(ParamReader& p, const std::string& experiment, bool allow
   for (auto& m : b.models) {
     validate(m, experiment);
     check_sha(m.sha256, experiment);
-    if (const auto* known = known_model(m.name)) m.n_ctx = known->n_ctx;
-    m.label = model_label(m.name);
+    if (const auto* known = known_model(m.name); known && m.n_ctx == 0) m.n_ctx = known->n_ctx;
+    // An uploaded model (sha256:<hex>) keeps the name it was submitted under
+    // (param model_label, set by the client) in job and file names.
+    m.label = model_label(m.label.empty() ? m.name : m.label);
     if (!seen_names.insert(m.name).second) throw PlanError(experiment + ": model '" + m.name + "' is listed twice");
     const auto [it, fresh] = seen_labels.emplace(m.label, m.name);
     if (!fresh)
@@ -177,6 +190,8 @@ JobSpec& Builder::add(const std::string& name, const std::string& kind, json par
   j.deps = std::move(deps);
   j.model = model;
   j.reduce = reduce;
+  // Model jobs load the model; reduces only read their inputs.
+  if (!model.empty() && !reduce) j.mem_bytes = job_mem_bytes(j.params);
   plan.jobs.push_back(std::move(j));
   return plan.jobs.back();
 }
@@ -186,6 +201,36 @@ std::vector<std::string> Builder::present(std::initializer_list<std::string> dep
   for (const auto& d : deps)
     if (has(d)) out.push_back(d);
   return out;
+}
+
+Footprint model_footprint(const std::string& model, int n_layer, int n_head, const std::string& precision,
+                          int64_t tokens) {
+  const auto* k = known_model(model);
+  const int64_t L = n_layer, H = n_head, d = k && k->d_model > 0 ? k->d_model : 64 * int64_t{n_head};
+  const int64_t V = k ? k->vocab : 50257, P = k ? k->n_ctx : 1024;
+  const int64_t T = std::clamp<int64_t>(tokens > 0 ? tokens : P, 1, P);
+  const int64_t matrices = L * 12 * d * d + V * d;  // block matrices + the unembedding copy
+  const int64_t rest = V * d + P * d + L * 13 * d + 2 * d;
+  Footprint f;
+  f.weights = matrices * (precision == "bf16" ? 2 : 4) + rest * 4;
+  f.activations = 4 * T * (16 * d + 3 * H * T + V);
+  f.overhead = int64_t{512} << 20;
+  return f;
+}
+
+int64_t job_mem_bytes(const json& params) {
+  if (!params.is_object()) return 0;
+  const auto model = params.find("model");
+  const auto nl = params.find("n_layer");
+  const auto nh = params.find("n_head");
+  if (model == params.end() || !model->is_string() || model->get<std::string>().empty() || nl == params.end() ||
+      !nl->is_number_integer() || nh == params.end() || !nh->is_number_integer())
+    return 0;
+  const auto cl = params.find("chunk_len");
+  const int64_t tokens = cl != params.end() && cl->is_number_integer() ? cl->get<int64_t>() : 0;
+  return model_footprint(model->get<std::string>(), nl->get<int>(), nh->get<int>(),
+                         params.value("precision", std::string("fp32")), tokens)
+      .total();
 }
 
 json with(json base, const json& extra) {

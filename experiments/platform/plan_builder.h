@@ -40,7 +40,8 @@ struct ModelBlock {
   std::string precision;         // fp32, tf32 or bf16
 
   // Params every job on model `m` carries:
-  // {"model","precision","n_layer","n_head"[,"model_sha256" if known]}, and
+  // {"model","precision","n_layer","n_head"[,"model_sha256" if known]
+  //  [,"model_label" where it is not model_label(model): uploads]}, and
   // with several models "scope" (= prefix(m)), against which the job's
   // inputs are named (platform/reduce_context.h: find_input).
   nlohmann::json base(const ModelRef& m) const;
@@ -51,7 +52,10 @@ struct ModelBlock {
   void add_params(nlohmann::json& params) const;
 };
 
-// Reads params model (default "gpt2"), model_sha256, n_layer, n_head,
+// Reads params model (default "gpt2"), model_sha256, n_layer, n_head, n_ctx
+// (the client sends it from a folder's config.json; a plan refuses a chunk
+// longer than it at submission), model_label (the name an uploaded
+// sha256:<hex> model was submitted under; labels default to model_label()),
 // precision (default fp32) and validates them: dims are required for names
 // not in known_model() and must match those that are; sha256s are 64
 // lower-case hex digits; no model twice; allow_many=false takes one model.
@@ -77,8 +81,34 @@ struct DataDefaults {
 // chunk_len [2, 1e6], bos (0/1).
 DataBlock read_data(ParamReader& p, const std::string& experiment, const DataDefaults& defaults = {});
 
+// Planned device memory of one job on a GPT-2-shaped model (bytes), known
+// at plan time without reading any file:
+//   weights      parameters as the engine holds them after processing: the
+//                checkpoint's V·d + P·d + L·(12d² + 13d) + 2d, plus its own
+//                copy of the unembedding (V·d, centred, so untied); 4 bytes
+//                each, matrices 2 bytes under bf16. gpt2-xl fp32: 6.55e9
+//                (6.23e9 of checkpoint weights + the unembedding copy).
+//   activations  one forward of one row of `tokens` tokens: 4 bytes ×
+//                T·(16d + 3H·T + V) (stream, qkv, MLP hidden; scores, pattern
+//                and mask; one row of logits). The engine batches more rows
+//                only within its own memory budget, so this is the least a
+//                job needs, not what it may use.
+//   overhead     512 MiB for the runtime (allocator slack, CUDA context).
+// d_model = the known model's, else 64·n_head (GPT-2's head width); vocab
+// and n_ctx likewise (50257, 1024).
+struct Footprint {
+  int64_t weights = 0, activations = 0, overhead = 0;
+  int64_t total() const { return weights + activations + overhead; }
+};
+Footprint model_footprint(const std::string& model, int n_layer, int n_head, const std::string& precision,
+                          int64_t tokens);
+// The footprint of a job from its params ("model", "n_layer", "n_head",
+// "precision", optional "chunk_len" (else n_ctx)); 0 when they name no model.
+int64_t job_mem_bytes(const nlohmann::json& params);
+
 // A plan under construction. Jobs added after setting `model` carry it as
-// their affinity key.
+// their affinity key, and (unless they are reduces) the memory footprint
+// their params imply (job_mem_bytes).
 struct Builder {
   Plan plan;
   std::set<std::string> names;

@@ -84,15 +84,57 @@ struct HeadIntervention {
   std::vector<float> values;  // mean / replace
 };
 
+// Projection of block `layer`'s update onto an affine subspace (spec §7 D):
+// at hook_resid_post, post ← pre + ((post − pre − μ)·U_kᵀ·U_k + μ), where pre
+// is the block's incoming stream as the model goes on with it (the live,
+// possibly already projected stream) and U_k the first k rows of `basis`
+// (orthonormal rows, row-major, rows × d_model; rows ≥ k). Applied before
+// user hooks and caching at that point, like every intervention.
+// `source` names where basis and μ came from (e.g. an artifact digest and a
+// block); when the data is not inline, the JSON form carries only layer, k
+// and source, and whoever runs the variant fills in mean/basis first.
+struct ResidualProjection {
+  int layer = 0;
+  int k = 0;
+  std::vector<float> mean;   // d_model
+  std::vector<float> basis;  // rows × d_model
+  std::string source;
+};
+
+// Per-head weight surgery (spec §6 B/C): make W_Q[layer, head]ᵀ·W_K[layer,
+// head] (d_head × d_head, of the processed weights) equal `target`
+// (row-major) by the additive correction
+//   W_Q ← W_Q + W_K·(W_KᵀW_K)⁻¹·(target − W_QᵀW_K)ᵀ   (explicit inverse, fp32);
+// W_K, the biases and everything else stay as they are. An edit changes
+// weights, not activations, so it is not part of Variant (whose ops run
+// inside a shared model): gpt2_hooks.h's apply_qk_edits edits a weight copy
+// that with_weights turns into a model of its own. `source` says where the
+// target came from (e.g. "wqk_pca k=10"); the JSON form omits `target`
+// when it is empty (resolved by whoever runs it).
+struct QkEdit {
+  int layer = 0;
+  int head = 0;
+  std::vector<float> target;  // d_head × d_head
+  std::string source;
+};
+nlohmann::json to_json(const QkEdit& e);
+QkEdit qk_edit_from_json(const nlohmann::json& j);  // throws std::invalid_argument on bad input
+
 // One model variant: a set of interventions applied together.
 struct Variant {
   std::vector<HeadIntervention> ops;
+  std::vector<ResidualProjection> projections;
   // Lowest layer touched; INT_MAX if none (the engine treats that as n_layer).
   int min_layer() const;
+  bool empty() const { return ops.empty() && projections.empty(); }
 };
 
 nlohmann::json to_json(const HeadIntervention& h);
 HeadIntervention head_intervention_from_json(const nlohmann::json& j);  // throws on bad input
+// {"layer","k","source"} plus "mean"/"basis" when they are inline.
+nlohmann::json to_json(const ResidualProjection& p);
+ResidualProjection residual_projection_from_json(const nlohmann::json& j);  // throws on bad input
+// {"ops": [...]} plus "projections": [...] when there are any.
 nlohmann::json to_json(const Variant& v);
 Variant variant_from_json(const nlohmann::json& j);
 
@@ -150,13 +192,19 @@ Generation generate(Model& m, const std::vector<int32_t>& prompt, const Variant&
 // without interventions (how P2/P3 score generated text, A11).
 NllSum score_tail(Model& m, const std::vector<int32_t>& tokens, int from);
 
-// LibTorch's intra-op thread count (n >= 1).
+// LibTorch's intra-op and the BLAS thread count of the calling thread
+// (n >= 1); see model/cpu_runtime.h for the BLAS builds.
 void set_threads(int n);
 // "1.13.0", "2.11.0", ...: the LibTorch the engine was built against.
 std::string torch_version();
-// Human name of a device string: "cpu (2 threads)", "cuda:0 NVIDIA H100 ..."
+// Human name of a device string: "cpu (2 threads; OpenBLAS 0.3.21 openmp,
+// 2 threads)", "cuda:0 NVIDIA H100 ..."
 // where known. Throws std::invalid_argument for a malformed or absent device.
 std::string device_description(const std::string& device);
+// device_description(device) if this build can compute on it here; else
+// std::runtime_error naming what is missing (a CPU-only LibTorch asked for
+// cuda, cuda:N past the visible GPUs, mps without Metal).
+std::string check_device(const std::string& device);
 
 // Loads and processes a checkpoint. Throws std::runtime_error with a clear
 // message on missing, truncated or corrupt files.

@@ -116,4 +116,12 @@ std::unique_ptr<Model> with_weights(const Model& m, const Weights& w);
 
 at::Device device(const Model& m);
 
+// Applies QkEdits (spt/gpt2.h) to `w` in place, in float32 on w's device,
+// and writes W_Q back in its own dtype. std::invalid_argument for a layer or
+// head out of range or a target that is not d_head × d_head; edits of one
+// head apply in order. Not thread-safe for one `w`.
+void apply_qk_edits(Weights& w, const std::vector<QkEdit>& edits);
+// W_Q[layer, head]ᵀ·W_K[layer, head] of `w` in float32 ([d_head, d_head]).
+at::Tensor qk_matrix(const Weights& w, int layer, int head);
+
 }  // namespace spt::gpt2

@@ -101,9 +101,29 @@ class Executor {
   virtual std::vector<std::string> precisions() const { return {"fp32"}; }
 };
 
+// Device services the science provides to the daemon; empty in builds
+// without LibTorch (the daemon then runs no canary).
+struct DeviceHooks {
+  struct CanaryRun {
+    double value = 0;    // the unit's value (spt/canary.h)
+    std::string device;  // description of the device it ran on
+  };
+  // Runs the numerics canary unit (spt/canary.h's kUnit) on `device` at
+  // `precision`, writing its model under work_dir. Throws when it cannot run.
+  std::function<CanaryRun(const std::string& device, const std::string& precision, const std::string& work_dir,
+                          int threads)>
+      canary;
+  // Throws std::runtime_error saying why `device` cannot be used by this
+  // build on this machine (no CUDA in the build or no such GPU, MPS off
+  // Apple silicon); returns its description otherwise.
+  std::function<std::string(const std::string& device)> check_device;
+};
+
 // Registry of executors linked into this binary.
 class ExecutorRegistry {
  public:
+  DeviceHooks hooks;
+
   void add(std::unique_ptr<Executor> e);
   Executor* find(const std::string& kind) const;
   std::vector<std::string> kinds() const;

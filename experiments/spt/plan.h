@@ -5,6 +5,7 @@
 //
 // Invariants of a Plan: job names are unique; every dep names an earlier job
 // in `jobs` (so the list is a topological order); kinds are executor kinds.
+#include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,11 @@ struct JobSpec {
   // Runs alone on its worker (timing units): leased by itself, only to a
   // worker holding no other job, which gets no other job until it reports.
   bool exclusive = false;
+  // Planned memory (bytes) the job needs on its device: the coordinator
+  // leases it only to a worker that registered at least this much. 0 =
+  // unknown/none (any worker). Not part of the content key: where a result
+  // may be computed does not change what it is.
+  int64_t mem_bytes = 0;
 };
 
 struct Request {

@@ -327,6 +327,20 @@ TEST(Exp10Plan, FuseSwitchReachesPplJobsOnly) {
   EXPECT_FALSE(make("a").jobs.front().params.contains("fuse"));
 }
 
+// An uploaded model (sha256:<hex>) keeps the name it was submitted under:
+// every job carries model_label, so reports are exp10_results_<name>.md, not
+// after the digest. Other models' job params are unchanged (no model_label).
+TEST(Exp10Plan, UploadedModelKeepsItsNameInFileLabels) {
+  const std::string sha = "sha256:" + std::string(64, 'a');
+  const Plan p = make("a", {{"model", sha}, {"model_label", "my-model"}, {"n_layer", "2"}, {"n_head", "2"}});
+  ASSERT_FALSE(p.jobs.empty());
+  for (const auto& j : p.jobs) {
+    if (is_sigma(j)) continue;
+    EXPECT_EQ(j.params.value("model_label", std::string()), "my-model") << j.name;
+  }
+  for (const auto& j : make("a").jobs) EXPECT_FALSE(j.params.contains("model_label")) << j.name;
+}
+
 // --model a,b: one graph per model, each under "<label>/" and scoped to it;
 // a single model keeps plain names and params (no scope). The σ sub-graph
 // is never scoped: its names already carry the label (exp3ef/<label>).

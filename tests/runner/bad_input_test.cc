@@ -113,7 +113,7 @@ TEST_F(BadInput, ClientReportsErrorsWithHints) {
   EXPECT_NE(r.err.find("n=abc"), std::string::npos) << r.err;
   r = run({client_bin(), "--server", server_->address(), "--token", server_->token(), "submit", "selftest", "--param",
            "novalue"});
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, 2);  // a usage error (issue 11: exit 2, like git)
   EXPECT_NE(r.err.find("key=value"), std::string::npos) << r.err;
   r = run({client_bin(), "--server", "127.0.0.1:" + std::to_string(free_port()), "--timeout-s", "3", "status"});
   EXPECT_EQ(r.code, 1);

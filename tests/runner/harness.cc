@@ -261,7 +261,7 @@ std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& ser
                                 "--job-timeout-s", std::to_string(opt.job_timeout_s),
                                 "--drain-timeout-s", std::to_string(opt.drain_timeout_s)};
   for (const auto& x : opt.extra) a.push_back(x);
-  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> env = opt.env;
   if (!token.empty()) env["SPT_TOKEN"] = token;
   return std::make_unique<Process>(a, dir.file("worker-" + opt.name + ".log"), env);
 }

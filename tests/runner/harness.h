@@ -125,6 +125,7 @@ struct WorkerOptions {
   double job_timeout_s = 600;
   double drain_timeout_s = 30;
   std::vector<std::string> extra;
+  std::map<std::string, std::string> env;  // added to the child's environment
 };
 
 // An spt-worker child pointed at `server_address`, token via SPT_TOKEN.

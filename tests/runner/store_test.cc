@@ -539,7 +539,7 @@ TEST_F(StoreTest, ReopeningTheFileContinuesWhereItStopped) {
   EXPECT_EQ(ok(w, l.jobs(1)).accepted_size(), 1);  // the lease survived
   drain(w);
   EXPECT_EQ(status(r.experiment_id).state(), "done");
-  EXPECT_EQ(Store::schema_version(), 2);
+  EXPECT_EQ(Store::schema_version(), 3);
 }
 
 TEST_F(StoreTest, LeasesOfACrashedCoordinatorExpireAfterRestart) {
@@ -985,6 +985,104 @@ TEST_F(StoreTest, VersionOneDatabaseIsUpgradedInPlace) {
   EXPECT_TRUE(lease(w, 10).jobs(0).exclusive());
   EXPECT_EQ(status(1).state(), "done");
   (void)r;
+}
+
+}  // namespace
+}  // namespace spt::server
+
+// ---- issue 11: failures explained, retries counted, a rate window for bursts
+namespace spt::server {
+namespace {
+
+TEST_F(StoreTest, StatusGroupsOwnFailuresAndCountsRetriesAndParts) {
+  auto r = store_->submit(P({J("a/1"), J("a/2"), J("b/1"), J("c/1", {"a/1"})}), 0, false);
+  auto w = worker();
+  auto l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 3);
+  for (const auto& j : l.jobs()) {
+    if (j.name() == "b/1") fail(w, j, "flaky", true);
+    else fail(w, j, "model x not found", false);
+  }
+  advance(1000);  // past b/1's backoff
+  l = lease(w);
+  ASSERT_EQ(l.jobs_size(), 1);
+  ok(w, l.jobs(0));
+  const auto s = status(r.experiment_id);
+  ASSERT_EQ(s.failures_size(), 1);
+  EXPECT_EQ(s.failures(0).error(), "model x not found");
+  EXPECT_EQ(s.failures(0).count(), 2);
+  EXPECT_EQ(s.failures(0).example_job(), "a/1");
+  EXPECT_EQ(s.failure_kinds(), 1);
+  EXPECT_EQ(s.failed_by_dependency(), 1);  // c/1 never ran
+  EXPECT_EQ(s.retries(), 1);               // b/1's second attempt
+  ASSERT_EQ(s.part_progress_size(), 3);
+  EXPECT_EQ(s.part_progress(0).part(), "a");
+  EXPECT_EQ(s.part_progress(0).counts().failed(), 2);
+  EXPECT_EQ(s.part_progress(1).counts().done(), 1);
+  EXPECT_EQ(s.part_progress(2).part(), "c");
+}
+
+TEST_F(StoreTest, VersionTwoDatabaseGetsJobPartsOnUpgrade) {
+  store_.reset();
+  const std::string old = dir_ + "/v2.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(old.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  for (int v = 0; v < 2; ++v)
+    ASSERT_EQ(sqlite3_exec(db, kMigrations[v], nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  std::string sql =
+      "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+      "INSERT INTO schema_version VALUES(2);"
+      "INSERT INTO experiments(id, name, parts, params_json, priority, state, submitted_ms) "
+      "VALUES(1, 'old', '', '{}', 0, 'running', 1);";
+  // Names with and without a part, and a part whose first segment is empty.
+  const char* names[] = {"a/x", "a/y/z", "b/1", "top", "/lead"};
+  for (int i = 0; i < 5; ++i)
+    sql += "INSERT INTO jobs(id, experiment_id, name, kind, params_json, model, reduce, state, priority, "
+           "max_attempts, timeout_s, content_key, n_deps_left, created_ms, attempts) VALUES(" +
+           std::to_string(i + 1) + ", 1, '" + names[i] + "', 'k', '{}', '', 0, '" +
+           (i == 2 ? "failed" : "pending") + "', 0, 3, 0, 'key" + std::to_string(i) + "', 0, 1, " +
+           (i == 1 ? "3" : "0") + ");";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_close(db);
+  StoreOptions o;
+  o.clock = [this] { return now_.load(); };
+  store_ = Store::open(old, o);
+  const auto s = status(1);
+  ASSERT_EQ(s.part_progress_size(), 3);  // '' (top, /lead), a, b
+  EXPECT_EQ(s.part_progress(0).part(), "");
+  EXPECT_EQ(s.part_progress(0).counts().pending(), 2);
+  EXPECT_EQ(s.part_progress(1).part(), "a");
+  EXPECT_EQ(s.part_progress(1).counts().total(), 2);
+  EXPECT_EQ(s.part_progress(2).part(), "b");
+  EXPECT_EQ(s.part_progress(2).counts().failed(), 1);
+  EXPECT_EQ(s.counts().total(), 5);
+  EXPECT_EQ(s.counts().pending(), 4);
+  EXPECT_EQ(s.counts().failed(), 1);
+  EXPECT_EQ(s.retries(), 2);               // a/y/z: three leases
+  EXPECT_EQ(s.failed_by_dependency(), 1);  // b/1 was never leased
+  // New jobs get their part at submit, beside the migrated ones.
+  auto r = store_->submit(P({J("c/1"), J("d")}), 0, false);
+  const auto n = status(r.experiment_id);
+  ASSERT_EQ(n.part_progress_size(), 2);
+  EXPECT_EQ(n.part_progress(0).part(), "");
+  EXPECT_EQ(n.part_progress(1).part(), "c");
+  EXPECT_EQ(n.counts().pending(), 2);
+}
+
+TEST_F(StoreTest, ThroughputWindowSpansBurstsMinutesApart) {
+  std::vector<plan::JobSpec> jobs;
+  for (int i = 0; i < 20; ++i) jobs.push_back(J("j" + std::to_string(i)));
+  auto r = store_->submit(P(jobs), 0, false);
+  auto w = worker();
+  advance(5 * 60000);
+  auto l = lease(w, 10);
+  for (const auto& j : l.jobs()) ok(w, j);  // one burst of 10 at t = 5 min
+  advance(2 * 60000);                         // nothing for 2 minutes
+  const auto s = status(r.experiment_id);
+  // Window = elapsed / 3 = 140 s (a fixed minute would say 0 jobs/s).
+  EXPECT_NEAR(s.throughput_per_s(), 10 / 140.0, 1e-9);
+  EXPECT_NEAR(s.eta_s(), 10 / (10 / 140.0), 1e-6);
 }
 
 }  // namespace
