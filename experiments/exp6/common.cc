@@ -27,14 +27,6 @@ std::vector<int64_t> default_cluster_ks(int64_t n_total) {
   return out;
 }
 
-int64_t t_chunk_count(int64_t n, int64_t len) { return n > len ? (n - len + len - 1) / len : 0; }
-
-std::string range_name(int64_t a, int64_t b) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "c%03lld-%03lld", static_cast<long long>(a), static_cast<long long>(b));
-  return buf;
-}
-
 std::string variant_name(const std::string& type, int64_t k) {
   if (type == "baseline") return "baseline";
   return (type == "wqk_cluster" ? "cluster" : "k") + std::to_string(k);

@@ -22,11 +22,6 @@ inline constexpr int kKMeansInits = 10;
 std::vector<int64_t> default_ks(int64_t n_total);
 // 6C's k list [4, 8, 12, 16, 32, 64] without k ≥ n_total.
 std::vector<int64_t> default_cluster_ks(int64_t n_total);
-// Number of chunks chunker T cuts from N tokens (spec §2.1): starts 0,
-// len, … strictly below N − len.
-int64_t t_chunk_count(int64_t n_tokens, int64_t len);
-// "c000-013": the name of the chunk range [a, b).
-std::string range_name(int64_t a, int64_t b);
 // Variant names used in job names and documents: "baseline", "k10", "cluster8".
 std::string variant_name(const std::string& type, int64_t k);
 

@@ -96,7 +96,7 @@ Plan plan_exp6(const Request& req) {
   cks.erase(std::remove_if(cks.begin(), cks.end(), [&](int64_t k) { return k >= n_total; }), cks.end());
   const int64_t seed = p.integer("seed", static_cast<int64_t>(spt::exp6::kKMeansSeed), 0, INT64_MAX);
   p.finish();
-  const int64_t n_chunks = spt::exp6::t_chunk_count(db.max_tokens, db.chunk_len);
+  const int64_t n_chunks = t_chunk_count(db.max_tokens, db.chunk_len);
   if ((has('b') || has('c')) && n_chunks == 0)
     throw PlanError("exp6: max_tokens=" + std::to_string(db.max_tokens) + " gives no chunk of chunk_len=" +
                     std::to_string(db.chunk_len) + " (chunker T needs max_tokens > chunk_len)");
@@ -122,10 +122,9 @@ Plan plan_exp6(const Request& req) {
   const int64_t copy_bytes = model_footprint(m.name, m.n_layer, m.n_head, mb.precision, 0).weights;
   auto ppl_units = [&](const std::string& prefix, const json& variant, const std::vector<std::string>& deps) {
     const std::string vname = spt::exp6::variant_name(variant.at("type"), variant.value("k", int64_t{0}));
-    for (int64_t c = 0; c < n_chunks; c += per_unit) {
-      const int64_t e = std::min(n_chunks, c + per_unit);
-      JobSpec& j = add(prefix + vname + "/" + spt::exp6::range_name(c, e), spt::exp6::kKindPpl,
-                       with(model_data, {{"variant", variant}, {"chunk_begin", c}, {"chunk_end", e}}), deps);
+    for (const ChunkRange& r : chunk_ranges(n_chunks, per_unit)) {
+      JobSpec& j = add(prefix + vname + "/" + r.name(), spt::exp6::kKindPpl,
+                       with(model_data, {{"variant", variant}, {"chunk_begin", r.begin}, {"chunk_end", r.end}}), deps);
       if (variant.at("type") != "baseline") j.mem_bytes += copy_bytes;
     }
   };

@@ -11,12 +11,6 @@
 #include "plans.h"
 #include "platform/plan_builder.h"
 
-namespace spt::exp7 {
-
-int64_t t_chunk_count(int64_t n, int64_t len) { return n > len ? (n - len + len - 1) / len : 0; }
-
-}  // namespace spt::exp7
-
 namespace spt::plan {
 
 using nlohmann::json;
@@ -64,12 +58,6 @@ std::vector<int64_t> int_list(ParamReader& p, const std::string& key, const std:
   return out;
 }
 
-std::string range_name(int64_t a, int64_t b) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "c%03lld-%03lld", static_cast<long long>(a), static_cast<long long>(b));
-  return buf;
-}
-
 }  // namespace
 
 Plan plan_exp7(const Request& req) {
@@ -86,7 +74,7 @@ Plan plan_exp7(const Request& req) {
   const std::vector<int64_t> ks = int_list(p, "ks", "8,16,32,64,128,256,512,768");
   const std::vector<int64_t> recon_ks = int_list(p, "recon_ks", "8,16,32,64,128,256");
   p.finish();
-  const int64_t n_chunks = exp7::t_chunk_count(db.max_tokens, db.chunk_len);
+  const int64_t n_chunks = t_chunk_count(db.max_tokens, db.chunk_len);
   if (has('d') && n_chunks == 0)
     throw PlanError("exp7: max_tokens=" + std::to_string(db.max_tokens) + " gives no chunk of chunk_len=" +
                     std::to_string(db.chunk_len) + " (chunker T needs max_tokens > chunk_len)");
@@ -137,11 +125,10 @@ Plan plan_exp7(const Request& req) {
     if (has('d')) {
       auto ppl_units = [&](const std::string& variant, int64_t k, const std::vector<std::string>& deps) {
         const std::string vname = variant == "baseline" ? variant : variant + "/" + std::to_string(k);
-        for (int64_t c = 0; c < n_chunks; c += per_unit) {
-          const int64_t e = std::min(n_chunks, c + per_unit);
-          add("d/ppl/" + vname + "/" + range_name(c, e), exp7::kKindPpl,
-              with(model_data, {{"variant", variant}, {"k", k}, {"chunk_begin", c}, {"chunk_end", e}}), deps);
-        }
+        for (const ChunkRange& r : chunk_ranges(n_chunks, per_unit))
+          add("d/ppl/" + vname + "/" + r.name(), exp7::kKindPpl,
+              with(model_data, {{"variant", variant}, {"k", k}, {"chunk_begin", r.begin}, {"chunk_end", r.end}}),
+              deps);
       };
       ppl_units("baseline", 0, {});
       for (int64_t k : ks) ppl_units("individual", k, block_pcas);

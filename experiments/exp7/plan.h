@@ -14,13 +14,4 @@
 // max_tokens 200000), max_samples (1000), ks (7D's K list), recon_ks (7C's),
 // chunks_per_unit (13: T200K's 195 chunks in 15 sub-units per variant).
 // Parts: letters of "abcde"; d pulls in a, b and c, b and c pull in a.
-#include <cstdint>
-#include <string>
-
-namespace spt::exp7 {
-
-// Chunker T's chunk count for a stream of n tokens (spec §2.1): starts
-// 0, L, 2L, … strictly below n − L.
-int64_t t_chunk_count(int64_t n_tokens, int64_t chunk_len);
-
-}  // namespace spt::exp7
+// Chunk ranges and chunker T's count: platform/plan_builder.h.

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "platform/plan_builder.h"
 
 #include <algorithm>
@@ -178,6 +179,21 @@ DataBlock read_data(ParamReader& p, const std::string& experiment, const DataDef
   d.bos = p.integer("bos", 0, 0, 1);
   check_sha(d.dataset_sha256, experiment);
   return d;
+}
+
+int64_t t_chunk_count(int64_t n, int64_t len) { return n > len ? (n - len + len - 1) / len : 0; }
+
+std::string ChunkRange::name() const {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "c%03lld-%03lld", static_cast<long long>(begin), static_cast<long long>(end));
+  return buf;
+}
+
+std::vector<ChunkRange> chunk_ranges(int64_t n_chunks, int64_t per_unit) {
+  if (per_unit < 1) throw std::invalid_argument("chunk_ranges: per_unit must be >= 1");
+  std::vector<ChunkRange> out;
+  for (int64_t c = 0; c < n_chunks; c += per_unit) out.push_back({c, std::min(n_chunks, c + per_unit)});
+  return out;
 }
 
 JobSpec& Builder::add(const std::string& name, const std::string& kind, json params, std::vector<std::string> deps,

@@ -106,6 +106,18 @@ Footprint model_footprint(const std::string& model, int n_layer, int n_head, con
 // "precision", optional "chunk_len" (else n_ctx)); 0 when they name no model.
 int64_t job_mem_bytes(const nlohmann::json& params);
 
+// Splittable perplexity units (spec §2.2): a variant's NLL over chunk set
+// T is planned as sub-units over chunk ranges [begin, end) that a reduce
+// sums in double. Chunker T's count at plan time: starts 0, len, …
+// strictly below max_tokens − len (spec §2.1; T200K → 195).
+int64_t t_chunk_count(int64_t max_tokens, int64_t chunk_len);
+struct ChunkRange {
+  int64_t begin = 0, end = 0;
+  std::string name() const;  // "c000-013": the job-name segment of [begin, end)
+};
+// [0, per_unit), [per_unit, 2·per_unit), … covering [0, n_chunks) once.
+std::vector<ChunkRange> chunk_ranges(int64_t n_chunks, int64_t per_unit);
+
 // A plan under construction. Jobs added after setting `model` carry it as
 // their affinity key, and (unless they are reduces) the memory footprint
 // their params imply (job_mem_bytes).

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "exp6/common.h"
+#include "platform/plan_builder.h"
 #include "spt/plan.h"
 
 namespace spt::plan {
@@ -32,9 +33,17 @@ TEST(Exp6Plan, KListsFollowTheModel) {
   EXPECT_EQ(exp6::default_ks(600).back(), 600);                                  // others end at n_total
   EXPECT_EQ(exp6::default_cluster_ks(144), (std::vector<int64_t>{4, 8, 12, 16, 32, 64}));
   EXPECT_EQ(exp6::default_cluster_ks(12), (std::vector<int64_t>{4, 8}));         // k ≥ n_total skipped
-  EXPECT_EQ(exp6::t_chunk_count(200000, 1024), 195);  // spec §2.1: T200K
-  EXPECT_EQ(exp6::t_chunk_count(2048, 1024), 1);      // N − 1024 a multiple of 1024: last chunk dropped
-  EXPECT_EQ(exp6::t_chunk_count(1024, 1024), 0);
+  EXPECT_EQ(t_chunk_count(200000, 1024), 195);  // spec §2.1: T200K
+  EXPECT_EQ(t_chunk_count(2048, 1024), 1);      // N − 1024 a multiple of 1024: last chunk dropped
+  EXPECT_EQ(t_chunk_count(1024, 1024), 0);
+  // 195 chunks in ranges of 13: 15 sub-units covering [0, 195) once.
+  const auto rs = chunk_ranges(195, 13);
+  ASSERT_EQ(rs.size(), 15u);
+  EXPECT_EQ(rs.front().name(), "c000-013");
+  EXPECT_EQ(rs.back().begin, 182);
+  EXPECT_EQ(rs.back().end, 195);
+  EXPECT_EQ(chunk_ranges(5, 13).size(), 1u);
+  EXPECT_THROW(chunk_ranges(5, 0), std::invalid_argument);
 }
 
 TEST(Exp6Plan, PartBOnT200KSplitsIntoSubUnitsForFourWorkers) {

@@ -16,6 +16,7 @@
 #include "exp7/arrays.h"
 #include "exp7/executors.h"
 #include "exp7/plan.h"
+#include "platform/plan_builder.h"
 #include "platform/local_run.h"
 #include "platform/model_host.h"
 #include "spt/gpt2.h"
@@ -42,10 +43,10 @@ std::map<std::string, std::string> tiny_params(const std::string& model) {
 }
 
 TEST(Exp7Plan, PartsUnitsAndErrors) {
-  EXPECT_EQ(t_chunk_count(200000, 1024), 195);  // T200K (spec §2.1)
-  EXPECT_EQ(t_chunk_count(2048, 1024), 1);      // N − L a multiple of L: the last full chunk dropped
-  EXPECT_EQ(t_chunk_count(1000, 64), 15);
-  EXPECT_EQ(t_chunk_count(64, 64), 0);
+  EXPECT_EQ(plan::t_chunk_count(200000, 1024), 195);  // T200K (spec §2.1)
+  EXPECT_EQ(plan::t_chunk_count(2048, 1024), 1);      // N − L a multiple of L: the last full chunk dropped
+  EXPECT_EQ(plan::t_chunk_count(1000, 64), 15);
+  EXPECT_EQ(plan::t_chunk_count(64, 64), 0);
   const auto p = plan::make_plan({"exp7", "d", tiny_params("./m")});
   EXPECT_EQ(p.parts, "abcd");
   std::map<std::string, int> kinds;
