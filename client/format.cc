@@ -295,10 +295,16 @@ std::string dashboard(const v1::StatusResponse& s, const RenderOptions& o) {
       out << "  elapsed " << duration((end - e.submitted_unix_ms()) / 1000.0);
     }
     out << "\n" << part_progress(e, o) << failure_summary(e, o);
-    for (const auto& u : s.unschedulable())
-      if (u.experiment_id() == e.id())
-        out << "  UNSCHEDULABLE " << u.n_jobs() << " pending job" << (u.n_jobs() == 1 ? "" : "s") << " (e.g. "
-            << u.example_job() << "): " << u.reason() << "\n";
+    for (const auto& u : s.unschedulable()) {
+      if (u.experiment_id() != e.id()) continue;
+      // With no live worker at all nothing is wrong with the jobs yet: a
+      // fresh pool looks like this until its first worker registers.
+      const std::string& why = u.reason();
+      const std::string tail = "no live worker";
+      const bool waiting = why.size() >= tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0;
+      out << (waiting ? "  WAITING FOR A WORKER " : "  UNSCHEDULABLE ") << u.n_jobs() << " pending job"
+          << (u.n_jobs() == 1 ? "" : "s") << " (e.g. " << u.example_job() << "): " << why << "\n";
+    }
   }
   out << "\nworkers\n";
   if (s.workers().empty())

@@ -100,6 +100,27 @@ TEST(Format, DashboardShowsCountsAndWorkers) {
   EXPECT_NE(d.find("2.0s ago"), std::string::npos) << d;
 }
 
+// Jobs no live worker can hold say so; with no live worker at all the
+// dashboard says it is waiting for one rather than calling them unschedulable.
+TEST(Format, UnschedulableJobsAndAPoolWithoutWorkers) {
+  v1::StatusResponse s;
+  auto* e = s.add_experiments();
+  e->set_id(1);
+  e->set_name("exp9");
+  e->set_state("running");
+  auto* u = s.add_unschedulable();
+  u->set_experiment_id(1);
+  u->set_n_jobs(4);
+  u->set_example_job("a/x");
+  u->set_reason("needs 7.2 GiB; largest live worker has 1.0 GiB");
+  std::string d = dashboard(s);
+  EXPECT_NE(d.find("UNSCHEDULABLE 4 pending jobs (e.g. a/x): needs 7.2 GiB; largest live worker has 1.0 GiB"),
+            std::string::npos) << d;
+  u->set_reason("needs 1.5 GiB; no live worker");
+  d = dashboard(s);
+  EXPECT_NE(d.find("WAITING FOR A WORKER 4 pending jobs"), std::string::npos) << d;
+  EXPECT_EQ(d.find("UNSCHEDULABLE"), std::string::npos) << d;
+}
 
 // ---- issue 11: failures explained, width-aware tables, golden dashboards
 
