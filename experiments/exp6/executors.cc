@@ -22,14 +22,6 @@ namespace {
 using nlohmann::json;
 using platform::PermanentError;
 
-bool random_weights(const std::string& model_dir) {
-  try {
-    const json cfg = json::parse(read_file((std::filesystem::path(model_dir) / "config.json").string()));
-    return cfg.contains("spt_test_model");
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 std::vector<int64_t> ints(const json& j, const char* key, const std::string& from) {
   if (!j.is_object() || !j.contains(key) || !j.at(key).is_array())
@@ -97,7 +89,7 @@ class ModelExecutor : public Executor {
     const auto loaded = host.model_for(p0, ctx);
     if (jobs[idx.front()].kind == kKindWeights) {
       json prov = host.provenance(p0, *loaded, nullptr, ctx);
-      prov["random_weights"] = random_weights(loaded->model->info().dir);
+      prov["random_weights"] = platform::random_weights(loaded->model->info().dir);
       const json r = weights_result(base_for(p0, *loaded->model), prov);
       for (size_t i : idx) report(i, Outcome::success(r));
       return;
@@ -109,7 +101,7 @@ class ModelExecutor : public Executor {
                            std::to_string(cfg.n_ctx));
     const auto cs = host.chunks_for(k, *loaded, ctx);
     json prov = host.provenance(p0, *loaded, cs.get(), ctx);
-    prov["random_weights"] = random_weights(loaded->model->info().dir);
+    prov["random_weights"] = platform::random_weights(loaded->model->info().dir);
     // Jobs of one variant together, so each variant is injected once.
     std::map<std::string, std::vector<size_t>> by_variant;
     std::vector<std::string> order;

@@ -66,14 +66,6 @@ std::map<std::string, at::Tensor> collect(gpt2::Model& model, const gpt2::Chunks
   return out;
 }
 
-// Generated checkpoints (experiments/model/testmodel.h) mark config.json.
-bool random_weights(const std::string& model_dir) {
-  try {
-    return json::parse(read_file((std::filesystem::path(model_dir) / "config.json").string())).contains("spt_test_model");
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 F32Array to_array(const at::Tensor& t, json meta) {
   F32Array a;
@@ -138,7 +130,7 @@ class ModelExecutor : public Executor {
       throw PermanentError("chunk_len " + std::to_string(key.chunk_len) + " exceeds the model's context");
     g.cs = host.chunks_for(key, *g.lm, ctx);
     g.prov = host.provenance(p0, *g.lm, g.cs.get(), ctx);
-    g.prov["random_weights"] = random_weights(g.lm->model->info().dir);
+    g.prov["random_weights"] = platform::random_weights(g.lm->model->info().dir);
     // PPL jobs by variant, so one variant's bases are built once.
     std::map<std::string, std::vector<size_t>> by_variant;
     for (size_t i : idx) {

@@ -26,15 +26,6 @@ namespace {
 using nlohmann::json;
 using platform::PermanentError;
 
-// Generated checkpoints (experiments/model/testmodel.h) mark config.json.
-bool random_weights(const std::string& model_dir) {
-  try {
-    const json cfg = json::parse(read_file((std::filesystem::path(model_dir) / "config.json").string()));
-    return cfg.contains("spt_test_model");
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 // θ over the first max_samples positions of chunk 0 (spec §8 C (1), A17):
 // the forward runs on those positions only — causal attention makes their
@@ -64,7 +55,7 @@ json wikitext_unit(const JobSpec& j, platform::LoadedModel& lm, ExecContext& ctx
   for (int64_t t = 0; t < n; ++t)
     thetas.push_back(rotation_angles(v.data_ptr<float>() + t * (L + 1) * d, L + 1, d));
   json prov = host.provenance(j.params, lm, cs.get(), ctx);
-  prov["random_weights"] = random_weights(lm.model->info().dir);
+  prov["random_weights"] = platform::random_weights(lm.model->info().dir);
   return {{"source", "wikitext"}, {"n_layer", L}, {"d_model", d}, {"n_samples", n},
           {"thetas", thetas}, {"provenance", prov}};
 }
@@ -95,7 +86,7 @@ json prompts_unit(const JobSpec& j, platform::LoadedModel& lm, ExecContext& ctx)
                    {"thetas", rotation_angles(read.data.data() + i * (L + 1) * d, L + 1, d)}});
   }
   json prov = platform::shared_model_host().provenance(j.params, lm, nullptr, ctx);
-  prov["random_weights"] = random_weights(lm.model->info().dir);
+  prov["random_weights"] = platform::random_weights(lm.model->info().dir);
   prov["prompts_sha256"] = platform::prompt_sets().sha256;
   prov["bos"] = false;
   return {{"source", "prompts"}, {"n_layer", L}, {"d_model", d}, {"prompts", out}, {"provenance", prov}};

@@ -276,6 +276,14 @@ ModelHost& shared_model_host() {
   return *host;
 }
 
+bool random_weights(const std::string& model_dir) {
+  try {
+    return json::parse(read_file((fs::path(model_dir) / "config.json").string())).contains("spt_test_model");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 std::string model_data_key(const json& p) {
   return p.value("model", std::string()) + "|" + p.value("precision", std::string("fp32")) + "|" +
          ChunkKey::from_params(p).str();

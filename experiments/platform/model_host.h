@@ -61,6 +61,11 @@ struct ChunkKey {
 // on one loaded model over one chunk set (run_grouped's key for them).
 std::string model_data_key(const nlohmann::json& params);
 
+// True for a generated checkpoint (experiments/model/testmodel.h marks its
+// config.json): results on it are pipeline checks, not science, and reports
+// say so (provenance "random_weights"). False when config.json is unreadable.
+bool random_weights(const std::string& model_dir);
+
 struct LoadedModel {
   std::string name;  // the model param
   std::unique_ptr<gpt2::Model> model;

@@ -24,15 +24,6 @@ namespace {
 using nlohmann::json;
 using platform::PermanentError;
 
-// Generated checkpoints (experiments/model/testmodel.h) mark config.json.
-bool random_weights(const std::string& model_dir) {
-  try {
-    const json cfg = json::parse(read_file((std::filesystem::path(model_dir) / "config.json").string()));
-    return cfg.contains("spt_test_model");
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 Vec floats(const json& j, const char* key) {
   if (!j.contains(key) || !j.at(key).is_array()) throw PermanentError(std::string("direction input lacks ") + key);
@@ -97,7 +88,7 @@ class ProbeExecutor : public Executor {
     m.d_model = info.config.d_model;
     m.prov = host.provenance(p0, *m.lm, nullptr, ctx);
     m.prov["prompts_sha256"] = platform::prompt_sets().sha256;
-    m.prov["random_weights"] = random_weights(info.dir);
+    m.prov["random_weights"] = platform::random_weights(info.dir);
     std::lock_guard<std::mutex> g(host.compute_mutex());
 
     // Jobs of one kind and scan direction share one batched probe, whatever
