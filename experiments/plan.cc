@@ -1,5 +1,6 @@
 #include "spt/plan.h"
 
+#include <algorithm>
 #include <set>
 
 #include "plans.h"
@@ -80,6 +81,25 @@ int64_t ParamReader::integer(const std::string& key, int64_t def, int64_t lo, in
     throw PlanError("param " + key + "=" + it->second + " is out of range [" + std::to_string(lo) + ", " +
                     std::to_string(hi) + "]");
   return v;
+}
+
+std::optional<std::vector<int64_t>> parse_int_list(const std::string& s, int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i <= s.size();) {
+    const size_t j = std::min(s.find(',', i), s.size());
+    const std::string t = s.substr(i, j - i);
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    if (used != t.size() || v < lo || v > hi) return std::nullopt;
+    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+    i = j + 1;
+  }
+  return out;
 }
 
 double ParamReader::real(const std::string& key, double def, double lo, double hi) {

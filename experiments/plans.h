@@ -3,8 +3,10 @@
 // parameter reader they share. Only plan.cc's table calls these.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "spt/plan.h"
 
@@ -24,6 +26,11 @@ class ParamReader {
   const std::map<std::string, std::string>& params_;
   std::set<std::string> used_;
 };
+
+// The integers of a comma list, each in [lo, hi], repeats dropped, order
+// kept; nullopt when any field (an empty one included) is not such an
+// integer. Callers word the PlanError (they know the param's meaning).
+std::optional<std::vector<int64_t>> parse_int_list(const std::string& s, int64_t lo, int64_t hi);
 
 Plan plan_selftest(const Request& req);
 Plan plan_exp10(const Request& req);  // experiments/exp10/plan.cc

@@ -92,22 +92,9 @@ struct PParams {
 };
 
 std::vector<int64_t> parse_lens(const std::string& s) {
-  std::vector<int64_t> out;
-  size_t i = 0;
-  while (i <= s.size()) {
-    const size_t j = std::min(s.find(',', i), s.size());
-    const std::string t = s.substr(i, j - i);
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(t, &used);
-      if (used != t.size() || v < 2 || v > 1000000) throw std::invalid_argument(t);
-      if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
-    } catch (const std::exception&) {
-      throw PlanError("exp10: p4_chunk_lens=" + s + ": a comma list of chunk lengths in [2, 1000000]");
-    }
-    i = j + 1;
-  }
-  return out;
+  const auto v = parse_int_list(s, 2, 1000000);
+  if (!v) throw PlanError("exp10: p4_chunk_lens=" + s + ": a comma list of chunk lengths in [2, 1000000]");
+  return *v;
 }
 
 // One model's exp10 graph; every job name and dep is prefixed with `P`

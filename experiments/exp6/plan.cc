@@ -55,23 +55,11 @@ std::string exp6_parts(std::string parts) {
 std::vector<int64_t> int_list(ParamReader& p, const std::string& key, const std::vector<int64_t>& def, int64_t hi) {
   const std::string s = p.str(key, "");
   if (s.empty()) return def;
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t pos = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    if (pos == 0 || pos != item.size() || v < 1 || v > hi)
-      throw PlanError("exp6: " + key + "=" + s + ": expected a comma list of integers in [1, " + std::to_string(hi) +
-                      "]");
-    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
-  }
-  return out;
+  const auto v = parse_int_list(s, 1, hi);
+  if (!v)
+    throw PlanError("exp6: " + key + "=" + s + ": expected a comma list of integers in [1, " + std::to_string(hi) +
+                    "]");
+  return *v;
 }
 
 }  // namespace

@@ -39,23 +39,10 @@ std::string exp7_parts(std::string parts) {
 
 std::vector<int64_t> int_list(ParamReader& p, const std::string& key, const std::string& def) {
   const std::string s = p.str(key, def);
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t pos = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    if (pos == 0 || pos != item.size() || v < 1 || v > 100000)
-      throw PlanError("exp7: " + key + "=" + s + ": expected a comma list of integers in [1, 100000]");
-    if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
-  }
-  if (out.empty()) throw PlanError("exp7: " + key + " is empty");
-  return out;
+  if (s.empty()) throw PlanError("exp7: " + key + " is empty");
+  const auto v = parse_int_list(s, 1, 100000);
+  if (!v) throw PlanError("exp7: " + key + "=" + s + ": expected a comma list of integers in [1, 100000]");
+  return *v;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "exp6/common.h"
 #include "platform/plan_builder.h"
+#include "plans.h"
 #include "spt/plan.h"
 
 namespace spt::plan {
@@ -44,6 +45,18 @@ TEST(Exp6Plan, KListsFollowTheModel) {
   EXPECT_EQ(rs.back().end, 195);
   EXPECT_EQ(chunk_ranges(5, 13).size(), 1u);
   EXPECT_THROW(chunk_ranges(5, 0), std::invalid_argument);
+}
+
+// The comma-list parser exp6, exp7 and exp10 share: order kept, repeats
+// dropped, every field (an empty one too) an integer in range.
+TEST(ParamLists, CommaListsOfIntegers) {
+  EXPECT_EQ(parse_int_list("8,2,8,16", 1, 100), (std::vector<int64_t>{8, 2, 16}));
+  EXPECT_FALSE(parse_int_list("", 1, 100));
+  EXPECT_FALSE(parse_int_list("1,", 1, 100));
+  EXPECT_FALSE(parse_int_list("1,,2", 1, 100));
+  EXPECT_FALSE(parse_int_list("12x", 1, 100));
+  EXPECT_FALSE(parse_int_list("0,5", 1, 100));
+  EXPECT_FALSE(parse_int_list("101", 1, 100));
 }
 
 TEST(Exp6Plan, PartBOnT200KSplitsIntoSubUnitsForFourWorkers) {
