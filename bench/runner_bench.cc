@@ -5,7 +5,8 @@
 // trivial jobs (work=0), and times submit -> experiment done. It reports
 // completions/s, wall time per unit, and CPU time per unit spent in the
 // server and in the workers (from /proc), which is the per-unit overhead of
-// the runner itself since the jobs do no work.
+// the runner itself since the jobs do no work. --tls runs the same over TLS
+// (certificates from scripts/spt-certs.sh, server-authenticated only).
 #include <unistd.h>
 
 #include <chrono>
@@ -46,17 +47,41 @@ struct Row {
   double wall_s, submit_s, server_cpu_s, worker_cpu_s;
 };
 
+// TLS for one run: empty certs_dir = plaintext.
+struct BenchTls {
+  std::string certs_dir;
+  std::vector<std::string> server_args() const {
+    if (certs_dir.empty()) return {};
+    return {"--tls-cert", certs_dir + "/server.pem", "--tls-key", certs_dir + "/server.key"};
+  }
+  std::vector<std::string> worker_args() const {
+    if (certs_dir.empty()) return {};
+    return {"--tls-ca", certs_dir + "/ca.pem"};
+  }
+  spt::rpc::TlsOptions client() const {
+    spt::rpc::TlsOptions t;
+    if (!certs_dir.empty()) t.ca_file = certs_dir + "/ca.pem";
+    return t;
+  }
+};
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 bool run_one(const std::string& server_bin, const std::string& worker_bin, int W, int64_t n, int batch, int slots,
-             const std::string& tmp_root, Row* row) {
+             const std::string& tmp_root, const BenchTls& tls, Row* row) {
   const std::string dir = tmp_root + "/w" + std::to_string(W);
   fs::create_directories(dir);
   const std::string token = "bench-token";
   spt::write_file_atomic(dir + "/token", token + "\n");
   const std::string addr = "127.0.0.1:" + std::to_string(free_port());
-  Child server = spawn({server_bin, "--listen", addr, "--db", dir + "/spt.db", "--data-dir", dir + "/data",
-                        "--token-file", dir + "/token"},
+  Child server = spawn(std::vector<std::string>{server_bin, "--listen", addr, "--db", dir + "/spt.db", "--data-dir",
+                                                dir + "/data", "--token-file", dir + "/token"} +
+                           tls.server_args(),
                        dir + "/server.log", token);
-  auto stub = v1::ControlService::NewStub(spt::rpc::make_channel(addr));
+  auto stub = v1::ControlService::NewStub(spt::rpc::make_channel(addr, tls.client()));
   auto call_status = [&](v1::StatusResponse* resp, int64_t id) {
     grpc::ClientContext ctx;
     spt::rpc::prepare(ctx, token, 5, true);
@@ -77,9 +102,11 @@ bool run_one(const std::string& server_bin, const std::string& worker_bin, int W
   }
   std::vector<Child> workers;
   for (int w = 0; w < W; ++w)
-    workers.push_back(spawn({worker_bin, "--server", addr, "--name", "bench-" + std::to_string(w), "--slots",
-                             std::to_string(slots), "--threads", "1", "--batch", std::to_string(batch),
-                             "--cache-dir", dir + "/cache"},
+    workers.push_back(spawn(std::vector<std::string>{worker_bin, "--server", addr, "--name",
+                                                     "bench-" + std::to_string(w), "--slots", std::to_string(slots),
+                                                     "--threads", "1", "--batch", std::to_string(batch),
+                                                     "--cache-dir", dir + "/cache"} +
+                                tls.worker_args(),
                             dir + "/worker-" + std::to_string(w) + ".log", token));
   // Wait for every worker to register.
   for (int i = 0; i < 200; ++i) {
@@ -144,7 +171,7 @@ int main(int argc, char** argv) {
   std::vector<int> counts = {1, 2, 4};
   int64_t n = 20000;
   int batch = 256, slots = 1;
-  bool keep = false;
+  bool keep = false, use_tls = false;
   CLI::App app{"runner_bench: selftest completions/s through spt-server with W local workers"};
   app.add_option("--server-bin", server_bin)->capture_default_str();
   app.add_option("--worker-bin", worker_bin)->capture_default_str();
@@ -153,12 +180,22 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "worker lease batch")->capture_default_str()->check(CLI::Range(1, 10000));
   app.add_option("--slots", slots, "slots per worker")->capture_default_str()->check(CLI::Range(1, 64));
   app.add_flag("--keep", keep, "keep the temp dir (logs, dbs)");
+  app.add_flag("--tls", use_tls, "server and workers talk TLS (certificates made by spt-certs.sh)");
   CLI11_PARSE(app, argc, argv);
 
   char tmpl[] = "/tmp/spt-runner-bench-XXXXXX";
   const std::string root = mkdtemp(tmpl);
-  std::printf("runner_bench: selftest n=%lld work=0, batch %d, slots %d, %u cores\n", static_cast<long long>(n), batch,
-              slots, std::thread::hardware_concurrency());
+  BenchTls tls;
+  if (use_tls) {
+    tls.certs_dir = root + "/certs";
+    const std::string cmd = std::string("bash '") + SPT_BENCH_CERTS_SCRIPT + "' '" + tls.certs_dir + "' > /dev/null";
+    if (std::system(cmd.c_str()) != 0) {
+      std::fprintf(stderr, "runner_bench: %s failed\n", cmd.c_str());
+      return 1;
+    }
+  }
+  std::printf("runner_bench: selftest n=%lld work=0, batch %d, slots %d, %u cores, %s\n", static_cast<long long>(n),
+              batch, slots, std::thread::hardware_concurrency(), use_tls ? "TLS" : "plaintext");
   // wall_s: Submit sent -> experiment done (includes planning and inserting
   // the jobs, submit_s); run/s excludes submit_s. CPU columns: CPU seconds
   // of the server and of all workers over the same interval, per unit.
@@ -167,7 +204,7 @@ int main(int argc, char** argv) {
   int rc = 0;
   for (int W : counts) {
     Row r{};
-    if (!run_one(server_bin, worker_bin, W, n, batch, slots, root, &r)) {
+    if (!run_one(server_bin, worker_bin, W, n, batch, slots, root, tls, &r)) {
       rc = 1;
       continue;
     }

@@ -36,7 +36,8 @@ std::string config_path() {
 }
 
 ClientConfig read_config(const std::string& path) {
-  static const std::set<std::string> kKeys = {"server", "token_file", "timeout_s"};
+  static const std::set<std::string> kKeys = {"server",  "token_file", "timeout_s",      "tls_ca",
+                                              "tls_cert", "tls_key",    "tls_server_name"};
   ClientConfig c;
   if (path.empty() || !std::filesystem::exists(path)) return c;
   std::ifstream in(path);
@@ -52,7 +53,9 @@ ClientConfig read_config(const std::string& path) {
     const std::string where = path + ":" + std::to_string(n) + ": ";
     if (eq == std::string::npos) throw std::runtime_error(where + "expected key = value, got '" + line + "'");
     const std::string k = trim(line.substr(0, eq)), v = trim(line.substr(eq + 1));
-    if (!kKeys.count(k)) throw std::runtime_error(where + "unknown key '" + k + "' (known: server, token_file, timeout_s)");
+    if (!kKeys.count(k)) throw std::runtime_error(where + "unknown key '" + k +
+                                                  "' (known: server, token_file, timeout_s, tls_ca, tls_cert, tls_key, "
+                                                  "tls_server_name)");
     c.values[k] = expand_home(v);
   }
   return c;

@@ -5,9 +5,11 @@
 //   server = coordinator.example:7070
 //   token_file = ~/.config/spt/token
 //   timeout_s = 60
+//   tls_ca = ~/.config/spt/ca.pem          # TLS (also tls_cert, tls_key,
+//   tls_server_name = coordinator.lab      #  see connection.h TlsOptions)
 //
 // Precedence (lowest first): built-in defaults < this file < environment
-// (SPT_SERVER, SPT_TOKEN, SPT_TOKEN_FILE) < command-line flags. A missing
+// (SPT_SERVER, SPT_TOKEN, SPT_TOKEN_FILE, SPT_TLS_*) < command-line flags. A missing
 // file is no error; an unknown key or a malformed line is, naming the line.
 // Pure file parsing, no globals; thread-compatible.
 #include <map>

@@ -23,9 +23,36 @@ namespace spt::rpc {
 // file cannot be read or holds no token.
 std::string load_token(const std::string& token, const std::string& token_file);
 
+// TLS for a channel (issue 12). A CA file turns TLS on; the rest is optional.
+struct TlsOptions {
+  std::string ca_file;      // PEM CA bundle that signed the server's certificate
+  std::string cert_file;    // client certificate, for servers started with --tls-client-ca
+  std::string key_file;     // its PEM private key
+  std::string server_name;  // name checked instead of the address's host (IP-addressed labs)
+  bool enabled() const { return !ca_file.empty(); }
+};
+
+// Fills the fields still empty from $SPT_TLS_CA, $SPT_TLS_CERT, $SPT_TLS_KEY
+// and $SPT_TLS_SERVER_NAME (flags and config files fill them first).
+void tls_from_env(TlsOptions& tls);
+
+// Plaintext when !tls.enabled(). Throws std::runtime_error naming the file
+// and its flag when a file is unreadable or empty, or cert/key lack a CA or
+// each other.
+std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const TlsOptions& tls);
+
 // A channel with quick reconnects (so a restarted server is found within
 // seconds) and no receive-size cap (reduce jobs can carry many inputs).
-std::shared_ptr<grpc::Channel> make_channel(const std::string& address);
+// Throws as channel_credentials().
+std::shared_ptr<grpc::Channel> make_channel(const std::string& address, const TlsOptions& tls = {});
+
+// After an UNAVAILABLE call: connects to `address` once more with OpenSSL
+// (blocking, up to timeout_s; it sends no token) to tell TLS problems apart, and returns a
+// sentence naming the cause and the flag that fixes it (server speaks TLS
+// but no CA given, certificate not signed by the CA file, name mismatch,
+// client certificate missing or refused, server not speaking TLS), or ""
+// when the transport looks fine or the server cannot be reached at all.
+std::string diagnose_tls(const std::string& address, const TlsOptions& tls, double timeout_s = 3);
 
 // Adds the bearer token (if any) and a deadline `timeout_s` from now.
 // `wait_for_ready`: while the server is unreachable the call waits (until

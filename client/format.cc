@@ -6,6 +6,10 @@
 #include <cstring>
 #include <sstream>
 
+#include <google/protobuf/descriptor.h>
+
+#include "spt/utf8.h"
+
 namespace spt::client {
 
 namespace {
@@ -288,6 +292,10 @@ std::string dashboard(const v1::StatusResponse& s, const RenderOptions& o) {
         << " done\n";
     out << "  leased " << c.leased() << "  pending " << c.pending() << "  blocked " << c.blocked() << "  failed "
         << c.failed() << "  cancelled " << c.cancelled() << "\n";
+    // issue 12: chunked submissions.
+    if (e.state() == "submitting")
+      out << "  submitting: " << c.total() << " of " << e.jobs_planned() << " jobs stored (none runs until all are)\n";
+    if (!e.submit_error().empty()) out << "  not submitted: " << e.submit_error() << "\n";
     out << "  " << fmt("%.2f", e.throughput_per_s()) << " jobs/s";
     if (e.state() == "running") out << "  ETA " << duration(e.eta_s());
     if (e.submitted_unix_ms() > 0) {
@@ -312,6 +320,47 @@ std::string dashboard(const v1::StatusResponse& s, const RenderOptions& o) {
   else
     out << workers_table(s.workers(), s.server_time_unix_ms(), o);
   return out.str();
+}
+
+namespace {
+
+bool multiline_field(const std::string& name) {
+  static const char* const kNames[] = {"log", "error", "detail", "reason", "quarantined"};
+  for (const char* n : kNames)
+    if (name == n) return true;
+  return name.size() > 5 && name.compare(name.size() - 5, 5, "_json") == 0;
+}
+
+}  // namespace
+
+std::string printable(std::string_view s, bool multiline) { return utf8::escape_controls(s, multiline); }
+
+void make_printable(google::protobuf::Message* m) {
+  namespace pb = google::protobuf;
+  const pb::Descriptor* d = m->GetDescriptor();
+  const pb::Reflection* r = m->GetReflection();
+  for (int k = 0; k < d->field_count(); ++k) {
+    const pb::FieldDescriptor* f = d->field(k);
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int i = 0; i < r->FieldSize(*m, f); ++i) make_printable(r->MutableRepeatedMessage(m, f, i));
+      } else if (r->HasField(*m, f)) {
+        make_printable(r->MutableMessage(m, f));
+      }
+      continue;
+    }
+    if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING || f->type() == pb::FieldDescriptor::TYPE_BYTES) continue;
+    const bool ml = multiline_field(f->name());
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(*m, f); ++i) {
+        const std::string& v = r->GetRepeatedString(*m, f, i);
+        if (std::string p = printable(v, ml); p != v) r->SetRepeatedString(m, f, i, std::move(p));
+      }
+    } else {
+      const std::string& v = r->GetString(*m, f);
+      if (std::string p = printable(v, ml); p != v) r->SetString(m, f, std::move(p));
+    }
+  }
 }
 
 }  // namespace spt::client

@@ -2,6 +2,7 @@
 // Human-readable renderings for spt-client: the status dashboard, tables,
 // durations. Pure functions of the messages, so they are unit-testable.
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "spt/v1/spt.pb.h"
@@ -61,5 +62,19 @@ std::string workers_table(const google::protobuf::RepeatedPtrField<v1::WorkerInf
 std::string experiments_table(const v1::StatusResponse& s, const RenderOptions& o = {});
 
 std::string human_bytes(int64_t n);
+
+// Text from the server or from other users (worker names, errors, logs, job
+// and artifact names), made safe to print on a terminal: C0 controls (but
+// \t, and \n when `multiline`), DEL and invalid UTF-8 bytes become "\xNN";
+// C1 controls (U+0080-U+009F) and bidi overrides become "\uNNNN". So no
+// escape sequence reaches the terminal raw; valid UTF-8 text is unchanged.
+std::string printable(std::string_view s, bool multiline = false);
+
+// The print boundary: every string field of `m`, recursively, through
+// printable(). Fields holding multi-line text (log, error, detail, reason,
+// quarantined, *_json) keep their newlines; bytes fields are left alone.
+// Apply to a response before rendering it as text, never before --json
+// (the JSON writer escapes control characters itself).
+void make_printable(google::protobuf::Message* m);
 
 }  // namespace spt::client

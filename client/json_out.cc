@@ -1,6 +1,7 @@
 #include "json_out.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
 
 namespace spt::client {
 
@@ -21,7 +22,10 @@ nlohmann::json scalar(const pb::Message& m, const pb::Reflection* r, const pb::F
     case pb::FieldDescriptor::CPPTYPE_ENUM:
       return (rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f))->name();
     case pb::FieldDescriptor::CPPTYPE_STRING:
-      if (f->type() == pb::FieldDescriptor::TYPE_BYTES)  // only blob chunks carry bytes; never printed whole
+      // Blob chunks carry binary bytes: their size is printed, never the bytes.
+      // Map values are bytes only so that the server, not protobuf, judges
+      // their UTF-8 (params): they are text.
+      if (f->type() == pb::FieldDescriptor::TYPE_BYTES && !f->containing_type()->options().map_entry())
         return (rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f)).size();
       return rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f);
     case pb::FieldDescriptor::CPPTYPE_MESSAGE:

@@ -25,6 +25,7 @@
 #include "json_out.h"
 #include "submission.h"
 #include "spt/cli_conventions.h"
+#include "spt/utf8.h"
 #include "spt/util.h"
 #include "spt/version.h"
 
@@ -33,11 +34,14 @@ namespace {
 namespace fs = std::filesystem;
 namespace v1 = spt::v1;
 using spt::client::dump;
+using spt::client::make_printable;
+using spt::client::printable;
 using spt::client::to_json;
 
 struct Global {
   std::string server = "127.0.0.1:7070";
   std::string token, token_file;
+  spt::rpc::TlsOptions tls;  // issue 12
   bool json = false;
   double timeout_s = 30;
 };
@@ -51,7 +55,7 @@ class Client {
  public:
   explicit Client(const Global& g) : g_(g) {
     token_ = spt::rpc::load_token(g.token, g.token_file);
-    stub_ = v1::ControlService::NewStub(spt::rpc::make_channel(g.server));
+    stub_ = v1::ControlService::NewStub(spt::rpc::make_channel(g.server, g.tls));
   }
 
   // Calls one unary RPC; throws RpcError naming `what` on failure.
@@ -136,7 +140,7 @@ int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until
       const auto code = e.status().error_code();
       const bool restart = code == grpc::UNAVAILABLE || code == grpc::CANCELLED;
       if (!restart || down_s > 600) throw;
-      if (down_s == 0) std::cerr << "server unavailable, waiting for it: " << e.what() << std::endl;
+      if (down_s == 0) std::cerr << "server unavailable, waiting for it: " << printable(e.what()) << std::endl;
       const double pause = std::max(interval_s, 0.5);
       std::this_thread::sleep_for(std::chrono::duration<double>(pause));
       down_s += pause;
@@ -151,6 +155,7 @@ int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until
       if (!quiet_until_end || all_finished) std::cout << to_json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     } else if (!quiet_until_end || all_finished) {
       if (tty) std::cout << "\033[H\033[2J";
+      make_printable(&s);
       std::cout << spt::client::dashboard(s, ro) << std::flush;
     }
     if (all_finished) return all_done ? 0 : 1;
@@ -167,6 +172,15 @@ std::string safe_file_name(const std::string& name, const std::string& sha) {
 }
 
 void fail_usage(const std::string& msg) { throw UsageError(msg); }
+
+// Params travel as UTF-8 text (the server refuses anything else): say which
+// one is not, and where, before sending. `flag` is how the user gave it.
+void check_param_utf8(const std::string& key, const std::string& value, const std::string& flag) {
+  if (const size_t at = spt::utf8::invalid_at(key); at != spt::utf8::Validator::npos)
+    fail_usage(flag + " " + printable(key) + ": name is not valid UTF-8 (byte offset " + std::to_string(at) + ")");
+  if (const size_t at = spt::utf8::invalid_at(value); at != spt::utf8::Validator::npos)
+    fail_usage(flag + " " + key + ": value is not valid UTF-8 (byte offset " + std::to_string(at) + ")");
+}
 
 // Defaults from the config file, then the environment (flags come last).
 void load_defaults(Global& g) {
@@ -185,6 +199,17 @@ void load_defaults(Global& g) {
   // An explicit token in the environment beats the file's token_file.
   if (const char* t = std::getenv("SPT_TOKEN"); t && *t) g.token_file.clear();
   if (const char* t = std::getenv("SPT_TOKEN_FILE"); t && *t) g.token_file = t;
+  // TLS: config keys, then SPT_TLS_* (flags come last).
+  spt::rpc::TlsOptions env;
+  spt::rpc::tls_from_env(env);
+  auto pick = [&v](const char* key, const std::string& from_env, std::string& field) {
+    if (v.count(key)) field = v.at(key);
+    if (!from_env.empty()) field = from_env;
+  };
+  pick("tls_ca", env.ca_file, g.tls.ca_file);
+  pick("tls_cert", env.cert_file, g.tls.cert_file);
+  pick("tls_key", env.key_file, g.tls.key_file);
+  pick("tls_server_name", env.server_name, g.tls.server_name);
 }
 
 }  // namespace
@@ -212,13 +237,20 @@ int main(int argc, char** argv) {
       {{"SPT_SERVER", "coordinator host[:port] (default 127.0.0.1:7070; port defaults to 7070)"},
        {"SPT_TOKEN", "bearer token"},
        {"SPT_TOKEN_FILE", "file holding the bearer token"},
+       {"SPT_TLS_CA, SPT_TLS_CERT, SPT_TLS_KEY", "as --tls-ca, --tls-cert, --tls-key (SPT_TLS_SERVER_NAME too)"},
        {"SPT_CONFIG", "config file (default $XDG_CONFIG_HOME/spt/config or ~/.config/spt/config):"},
-       {"", "lines 'server = ...', 'token_file = ...', 'timeout_s = ...';"},
+       {"", "lines 'server = ...', 'token_file = ...', 'timeout_s = ...', 'tls_ca = ...',"},
+       {"", "'tls_cert = ...', 'tls_key = ...', 'tls_server_name = ...';"},
        {"", "precedence: flags > environment > config file"},
        {"NO_COLOR", "set to disable colour; COLUMNS overrides the terminal width"}}));
   app.add_option("--server", g.server, "spt-server address host[:port] (env SPT_SERVER)")->capture_default_str();
   app.add_option("--token", g.token, "bearer token (env SPT_TOKEN)");
   app.add_option("--token-file", g.token_file, "file holding the bearer token (env SPT_TOKEN_FILE)");
+  app.add_option("--tls-ca", g.tls.ca_file, "PEM CA that signed the server's certificate; enables TLS (env SPT_TLS_CA)");
+  app.add_option("--tls-cert", g.tls.cert_file, "PEM client certificate, for servers that require one (env SPT_TLS_CERT)");
+  app.add_option("--tls-key", g.tls.key_file, "PEM key of --tls-cert (env SPT_TLS_KEY)");
+  app.add_option("--tls-server-name", g.tls.server_name,
+                 "name to check in the server's certificate instead of --server's host (env SPT_TLS_SERVER_NAME)");
   app.add_flag("--json", g.json, "machine-readable output");
   app.add_option("--timeout-s", g.timeout_s, "per-request deadline")->capture_default_str()->check(CLI::Range(0.1, 1e6));
 
@@ -309,7 +341,7 @@ int main(int argc, char** argv) {
       if (g.json)
         print_json(to_json(s));
       else
-        std::cout << spt::client::experiments_table(s, ro);
+        make_printable(&s), std::cout << spt::client::experiments_table(s, ro);
       return 0;
     }
     if (submit->parsed()) {
@@ -318,7 +350,9 @@ int main(int argc, char** argv) {
       req.set_parts(parts);
       const auto implied = spt::client::submission_params(sf, [&](const std::string& path, const std::string& name) {
         auto a = spt::rpc::put_blob(spt::rpc::blob_writer(c.stub()), c.token(), path, name);
-        if (!g.json) std::cout << "uploaded " << path << " as " << a.name() << " (sha256 " << a.sha256() << ")\n";
+        if (!g.json)
+          std::cout << "uploaded " << printable(path) << " as " << printable(a.name()) << " (sha256 " << a.sha256()
+                    << ")\n";
         return a.sha256();
       }, [&](const std::string& name) -> std::string {
         v1::ListArtifactsRequest lr;
@@ -327,20 +361,27 @@ int main(int argc, char** argv) {
             "artifacts", &v1::ControlService::Stub::ListArtifacts, lr);
         for (const auto& a : found.artifacts())
           if (a.name() == name) {
-            if (!g.json) std::cout << "reusing " << name << " (sha256 " << a.sha256() << "), already stored\n";
+            if (!g.json) std::cout << "reusing " << printable(name) << " (sha256 " << a.sha256() << "), already stored\n";
             return a.sha256();
           }
         return "";
       });
-      for (const auto& [k, v] : implied) (*req.mutable_params())[k] = v;
+      for (const auto& [k, v] : implied) check_param_utf8(k, v, "param"), (*req.mutable_params())[k] = v;
       for (const auto& kv : params) {
         const auto eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) fail_usage("--param expects key=value (got '" + kv + "')");
+        if (eq == std::string::npos || eq == 0) fail_usage("--param expects key=value (got '" + printable(kv) + "')");
+        check_param_utf8(kv.substr(0, eq), kv.substr(eq + 1), "--param");
         (*req.mutable_params())[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
       req.set_priority(priority);
       req.set_force(force);
+      // issue 12: the server stores a large plan in chunks (10^6 jobs: about a
+      // minute) and drops it if the client gives up first, so submit waits
+      // at least 10 minutes whatever --timeout-s says for other calls.
+      const double timeout_s = g.timeout_s;
+      g.timeout_s = std::max(g.timeout_s, 600.0);
       auto r = c.call<v1::SubmitRequest, v1::SubmitResponse>("submit", &v1::ControlService::Stub::Submit, req);
+      g.timeout_s = timeout_s;
       if (!wait) {
         if (g.json)
           print_json(to_json(r));
@@ -360,7 +401,7 @@ int main(int argc, char** argv) {
       if (g.json)
         print_json(to_json(s));
       else
-        std::cout << spt::client::dashboard(s, ro);
+        make_printable(&s), std::cout << spt::client::dashboard(s, ro);
       return 0;
     }
     if (watchc->parsed()) return watch(c, exp, interval, false);
@@ -395,6 +436,7 @@ int main(int argc, char** argv) {
         print_json(j);
         return 0;
       }
+      make_printable(&r);
       const auto& e = r.experiment();
       std::cout << "#" << e.id() << " " << e.name() << "  " << e.state() << "  " << e.counts().done() << "/"
                 << e.counts().total() << " done, " << e.counts().failed() << " failed\n"
@@ -462,6 +504,7 @@ int main(int argc, char** argv) {
       }
       auto r = c.call<v1::ListWorkersRequest, v1::ListWorkersResponse>(
           "workers", &v1::ControlService::Stub::ListWorkers, v1::ListWorkersRequest());
+      if (!g.json) make_printable(&r);
       if (g.json)
         print_json(to_json(r));
       else if (r.workers().empty())
@@ -486,6 +529,7 @@ int main(int argc, char** argv) {
         print_json(to_json(r));
         return 0;
       }
+      make_printable(&r);
       const auto& j = r.job();
       std::cout << "job " << j.job_id() << " " << j.name() << " (" << j.kind() << "): " << j.state() << ", attempt "
                 << j.attempt() << "\n";
@@ -515,7 +559,7 @@ int main(int argc, char** argv) {
       if (g.json)
         print_json(to_json(a));
       else
-        std::cout << "stored " << a.name() << ": sha256 " << a.sha256() << ", " << spt::client::human_bytes(a.size())
+        make_printable(&a), std::cout << "stored " << a.name() << ": sha256 " << a.sha256() << ", " << spt::client::human_bytes(a.size())
                   << "\n";
       return 0;
     }
@@ -524,6 +568,7 @@ int main(int argc, char** argv) {
       req.set_prefix(prefix);
       auto r = c.call<v1::ListArtifactsRequest, v1::ListArtifactsResponse>(
           "artifacts", &v1::ControlService::Stub::ListArtifacts, req);
+      if (!g.json) make_printable(&r);
       if (g.json) {
         print_json(to_json(r));
       } else if (r.artifacts().empty()) {
@@ -537,7 +582,7 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const spt::rpc::RpcError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << printable(e.what(), true) << "\n";
     switch (e.status().error_code()) {
       case grpc::UNAUTHENTICATED:
       case grpc::PERMISSION_DENIED:
@@ -545,20 +590,28 @@ int main(int argc, char** argv) {
                      "SPT_TOKEN_FILE, to the token the server was started with\n";
         break;
       case grpc::UNAVAILABLE:
-        std::cerr << "hint: is spt-server running and reachable at " << g.server << "? (--server or SPT_SERVER)\n";
+        if (const std::string why = spt::rpc::diagnose_tls(g.server, g.tls); !why.empty())
+          std::cerr << "TLS: " << why << "\n";
+        else
+          std::cerr << "hint: is spt-server running and reachable at " << g.server << "? (--server or SPT_SERVER)\n";
         break;
       case grpc::DEADLINE_EXCEEDED:
         std::cerr << "hint: the server did not answer within " << g.timeout_s << " s (--timeout-s)\n";
+        break;
+      case grpc::RESOURCE_EXHAUSTED:
+        // issue 12: the coordinator's per-submission limits (the message names the flag).
+        std::cerr << "hint: the request is over a limit of the coordinator: submit less (fewer parts, a smaller "
+                     "model or n, a shorter tag) or ask its operator to raise the spt-server flag named above\n";
         break;
       default:
         break;
     }
     return 1;
   } catch (const UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << printable(e.what(), true) << "\n";
     return spt::cli::kUsageExit;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << printable(e.what(), true) << "\n";
     return 1;
   }
   return 0;

@@ -4,7 +4,9 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -15,6 +17,7 @@
 #include "experiments/platform/model_names.h"
 #include "spt/hash.h"
 #include "spt/hf_folder.h"
+#include "spt/utf8.h"
 #include "spt/util.h"
 
 namespace fs = std::filesystem;
@@ -202,6 +205,34 @@ void add_model_params(const SubmitFlags& f, const Uploader& upload, const Lookup
   p["model_sha256"] = join([](const ResolvedModel& m) { return m.sha256; });
 }
 
+// A dataset is UTF-8 text (workers tokenize it as such): a NUL byte or an
+// invalid sequence means a binary or wrongly encoded file, refused here
+// rather than after a worker spent a model load on it.
+void check_text_file(const std::string& path, const std::string& flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(flag + " " + path + ": cannot read the file");
+  utf8::Validator v;
+  std::string buf(1 << 16, '\0');
+  for (size_t base = 0; in;) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const size_t got = static_cast<size_t>(in.gcount());
+    if (const void* nul = std::memchr(buf.data(), 0, got)) {
+      const size_t at = base + static_cast<size_t>(static_cast<const char*>(nul) - buf.data());
+      v.feed(std::string_view(buf.data(), at - base));  // an earlier encoding error is reported first
+      if (v.error_at() == utf8::Validator::npos)
+        throw std::runtime_error(flag + " " + path + " is not a text file: NUL byte at byte offset " +
+                                 std::to_string(at));
+    } else {
+      v.feed(std::string_view(buf.data(), got));
+    }
+    if (v.error_at() != utf8::Validator::npos) break;
+    base += got;
+  }
+  if (const size_t at = v.finish(); at != utf8::Validator::npos)
+    throw std::runtime_error(flag + " " + path + " is not UTF-8 text: invalid byte at byte offset " +
+                             std::to_string(at));
+}
+
 }  // namespace
 
 std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload,
@@ -216,6 +247,7 @@ std::map<std::string, std::string> submission_params(const SubmitFlags& f, const
       file /= "wiki.valid.raw";
     }
     if (fs::exists(file)) {
+      check_text_file(file.string(), "--dataset");
       p["dataset_sha256"] = sha256_file(file.string());
       p["dataset"] = f.upload ? "sha256:" + upload(file.string(), "dataset/" + file.filename().string())
                               : fs::absolute(file).lexically_normal().string();

@@ -28,13 +28,52 @@ const Entry kExperiments[] = {
     {"exp7", plan_exp7},
 };
 
+// The budget of the plan being built on this thread (see plans.h).
+struct Budget {
+  int64_t max = 0, used = 0;
+  std::string experiment;
+};
+thread_local Budget t_budget;
+
+[[noreturn]] void too_large(int64_t at_least) {
+  throw PlanTooLarge(t_budget.experiment + ": this submission plans at least " + std::to_string(at_least) +
+                         " jobs; the limit is " + std::to_string(t_budget.max) + " jobs per submission",
+                     at_least, t_budget.max);
+}
+
 }  // namespace
 
+void plan_room(int64_t n) {
+  if (t_budget.max > 0 && n > t_budget.max - t_budget.used) too_large(t_budget.used + n);
+}
+
+void count_job() {
+  if (t_budget.max > 0 && ++t_budget.used > t_budget.max) too_large(t_budget.used);
+}
+
+nlohmann::json job_params(const Plan& plan, const JobSpec& job) {
+  if (plan.shared.empty()) return job.params;
+  nlohmann::json out = plan.shared;
+  for (auto it = job.params.begin(); it != job.params.end(); ++it) out[it.key()] = it.value();
+  return out;
+}
+
 Plan make_plan(const Request& req) {
+  if (req.max_jobs < 0) throw std::invalid_argument("make_plan: max_jobs must not be negative");
+  // Installed for this call only (plans may nest make_plan-free helpers,
+  // never make_plan itself); restored however the call ends.
+  struct Guard {
+    Budget saved = t_budget;
+    ~Guard() { t_budget = saved; }
+  } guard;
+  t_budget = Budget{req.max_jobs, 0, req.experiment};
   for (const auto& e : kExperiments)
     if (req.experiment == e.name) {
       Plan p = e.make(req);
       p.experiment = req.experiment;
+      // Plans that build jobs without Builder::add are held to it here.
+      if (req.max_jobs > 0 && static_cast<int64_t>(p.jobs.size()) > req.max_jobs)
+        too_large(static_cast<int64_t>(p.jobs.size()));
       std::set<std::string> seen;
       for (const auto& j : p.jobs) {
         for (const auto& d : j.deps)
@@ -170,11 +209,15 @@ Plan plan_selftest(const Request& req) {
   plan.parts = "";
   plan.params = params;
   const int64_t n = params["n"];
+  plan_room(n + 1);
+  // Every job carries all of the params (the tag included): stored once, as
+  // the plan's shared params; a map job's own are just its index. The merged
+  // params are what each job always had, so content keys are unchanged.
+  plan.shared = params;
   plan.jobs.reserve(static_cast<size_t>(n) + 1);
-  JobSpec reduce{"reduce", "selftest.reduce", params, {}, "", true, 0, static_cast<int>(attempts)};
+  JobSpec reduce{"reduce", "selftest.reduce", nlohmann::json::object(), {}, "", true, 0, static_cast<int>(attempts)};
   for (int64_t i = 0; i < n; ++i) {
-    nlohmann::json jp = params;
-    jp["i"] = i;
+    nlohmann::json jp = {{"i", i}};
     plan.jobs.push_back({"map/" + std::to_string(i), "selftest.map", std::move(jp), {}, "", false,
                          static_cast<int>(timeout), static_cast<int>(attempts)});
     plan.jobs.back().exclusive = exclusive_every > 0 && (i + 1) % exclusive_every == 0;

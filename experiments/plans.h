@@ -32,6 +32,14 @@ class ParamReader {
 // integer. Callers word the PlanError (they know the param's meaning).
 std::optional<std::vector<int64_t>> parse_int_list(const std::string& s, int64_t lo, int64_t hi);
 
+// The job budget (Request::max_jobs) of the plan make_plan is building on
+// this thread; nothing happens without one. plan_room(n) is the cheap check
+// before building n more jobs; count_job() counts one built job (Builder::add
+// calls it). Both throw PlanTooLarge once the plan's jobs would exceed the
+// budget.
+void plan_room(int64_t n);
+void count_job();
+
 Plan plan_selftest(const Request& req);
 Plan plan_exp10(const Request& req);  // experiments/exp10/plan.cc
 Plan plan_exp1(const Request& req);   // experiments/sigma/plan.cc

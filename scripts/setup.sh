@@ -10,7 +10,8 @@ PKGS=(build-essential cmake pkg-config ccache git
       libsqlite3-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libgmock-dev libcli11-dev
       libssl-dev libpcre2-dev
       libtorch-dev libopenblas0-openmp libtcmalloc-minimal4
-      gnuplot-nox libcminpack-dev libboost-math-dev)
+      gnuplot-nox libcminpack-dev libboost-math-dev
+      shellcheck systemd python3-yaml)  # CI checks of scripts and deploy recipes (tests/ops)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

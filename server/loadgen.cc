@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/connection.h"
 #include "spt/v1/spt.grpc.pb.h"
 
 int main(int argc, char** argv) {
@@ -21,11 +22,22 @@ int main(int argc, char** argv) {
   app.add_option("--n", n, "jobs in the sweep")->capture_default_str()->check(CLI::Range(1, 1000000));
   app.add_option("--workers", workers, "concurrent fake workers")->capture_default_str()->check(CLI::Range(1, 64));
   app.add_option("--batch", batch, "jobs per lease")->capture_default_str()->check(CLI::Range(1, 10000));
+  spt::rpc::TlsOptions tls;
+  app.add_option("--tls-ca", tls.ca_file, "PEM CA of the server's certificate: connect over TLS");
+  app.add_option("--tls-server-name", tls.server_name, "name to check instead of --server's host");
   CLI11_PARSE(app, argc, argv);
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  auto ch = grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  try {
+    creds = spt::rpc::channel_credentials(tls);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "spt-loadgen: %s\n", e.what());
+    return 1;
+  }
+  auto ch = grpc::CreateCustomChannel(server, creds, args);
   auto control = spt::v1::ControlService::NewStub(ch);
   auto ctx = [&] {
     auto c = std::make_unique<grpc::ClientContext>();
@@ -61,6 +73,7 @@ int main(int argc, char** argv) {
       while (!stop) {
         spt::v1::LeaseRequest lreq;
         lreq.set_worker_id(rresp.worker_id());
+        lreq.set_worker_secret(rresp.worker_secret());
         lreq.set_max_jobs(batch);
         lreq.set_wait_ms(200);
         spt::v1::LeaseResponse lresp;
@@ -68,6 +81,7 @@ int main(int argc, char** argv) {
         if (lresp.jobs_size() == 0) continue;
         spt::v1::ReportRequest rep;
         rep.set_worker_id(rresp.worker_id());
+        rep.set_worker_secret(rresp.worker_secret());
         for (const auto& j : lresp.jobs()) {
           auto* r = rep.add_results();
           r->set_job_id(j.job_id());

@@ -137,6 +137,37 @@ CREATE INDEX jobs_by_part ON jobs(experiment_id, part, state, attempts);
 CREATE INDEX jobs_completions ON jobs(experiment_id, finished_ms, reused_from, state)
   WHERE state = 'done' AND reused_from IS NULL;
 )sql",
+    // ---- v4: a pool that faces the internet (issue 12): worker identity,
+    //      chunked submissions, shared submission data, report hardening.
+    //      One block per concern below; each states why its columns exist.
+    R"sql(
+-- worker identity (roles and worker secrets): sha256 hex of the secret
+-- Register hands a worker; worker RPCs must present the secret. '' for
+-- workers registered before v4: they are told to register again.
+ALTER TABLE workers ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
+-- dying workers: attempts whose worker died while running the job (its
+-- lease expired while the worker was silent, or the worker registered again
+-- under its name), and who they were ("name (memory)", distinct, ", "-joined)
+-- for the job's final error and status. A death also raises the job's
+-- mem_bytes above the dead worker's memory (the planned figure is not kept).
+ALTER TABLE jobs ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN died_on TEXT NOT NULL DEFAULT '';
+-- chunked submissions and shared submission data: a large plan is stored
+-- in many short transactions while experiments.state = 'submitting' (its
+-- jobs held: blocked with n_deps_left = 0, so none is leased or reused
+-- before the last chunk is in); jobs_planned = the plan's job count, for
+-- status; submit_error says why a submission was dropped (coordinator
+-- stopped, client went away: its jobs are removed, the row stays failed).
+-- experiment_shared: params every job of the plan carries (plan::Plan::shared,
+-- e.g. selftest's tag), stored once rather than in each job's row; a table
+-- of its own, written once, so that updates of the experiment row (state,
+-- finish) never rewrite a large tag. No row = no shared params.
+CREATE TABLE experiment_shared(
+  experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id),
+  shared_json TEXT NOT NULL);
+ALTER TABLE experiments ADD COLUMN jobs_planned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE experiments ADD COLUMN submit_error TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace spt::server

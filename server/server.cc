@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "spt/util.h"
+#include "tls.h"
 
 namespace spt::server {
 
@@ -34,16 +35,12 @@ std::string read_token(const std::string& path) {
 
 }  // namespace
 
-std::string resolve_token(const std::string& token_file, const std::string& data_dir, std::string* source) {
-  if (!token_file.empty()) {
-    *source = "from " + token_file;
-    return read_token(token_file);
-  }
-  if (const char* env = std::getenv("SPT_TOKEN"); env && *env) {
-    *source = "from $SPT_TOKEN";
-    return trim(env);
-  }
-  const std::string path = data_dir + "/token";
+namespace {
+
+// The token in `path`, or a new random one written there (mode 0600, O_EXCL)
+// when the file does not exist. `use` ends the log line of a generated one.
+std::string token_at(const std::string& path, const std::string& data_dir, const std::string& use,
+                     std::string* source) {
   if (::access(path.c_str(), F_OK) == 0) {
     *source = "from " + path;
     return read_token(path);
@@ -63,13 +60,45 @@ std::string resolve_token(const std::string& token_file, const std::string& data
   const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok) throw std::runtime_error("cannot write " + path);
-  *source = "generated into " + path + " (pass it to workers and clients with --token-file)";
+  *source = "generated into " + path + " (" + use + ")";
   return token;
+}
+
+}  // namespace
+
+std::string resolve_token(const std::string& token_file, const std::string& data_dir, std::string* source) {
+  if (!token_file.empty()) {
+    *source = "from " + token_file;
+    return read_token(token_file);
+  }
+  if (const char* env = std::getenv("SPT_TOKEN"); env && *env) {
+    *source = "from $SPT_TOKEN";
+    return trim(env);
+  }
+  return token_at(data_dir + "/token", data_dir,
+                  "the admin token: keep it for operators; give workers worker-token, researchers submitter-token",
+                  source);
+}
+
+std::string resolve_role_token(const std::string& token_file, const std::string& data_dir, const std::string& role,
+                               std::string* source) {
+  if (!token_file.empty()) {
+    *source = "from " + token_file;
+    return read_token(token_file);
+  }
+  return token_at(data_dir + "/" + role + "-token", data_dir,
+                  role == "worker" ? "pass it to spt-worker with --token-file"
+                                   : "pass it to spt-client with --token-file or token_file in its config",
+                  source);
 }
 
 std::unique_ptr<Server> Server::start(ServerConfig cfg) {
   if (cfg.token.empty()) throw std::runtime_error("no bearer token configured");
   if (cfg.db_path.empty()) cfg.db_path = cfg.data_dir + "/spt.db";
+  // Transport checks first: a bad certificate must not cost a store open.
+  const ServerTls tls{cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca};
+  check_listen_policy(cfg.listen, tls.enabled(), cfg.insecure);
+  const auto creds = server_credentials(tls);
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) throw std::runtime_error("cannot create data dir " + cfg.data_dir + ": " + ec.message());
@@ -78,15 +107,25 @@ std::unique_ptr<Server> Server::start(ServerConfig cfg) {
   s->cfg_ = cfg;
   s->store_ = Store::open(cfg.db_path, cfg.store);
   s->blobs_ = std::make_unique<BlobStore>(cfg.data_dir);
-  s->auth_ = std::make_unique<Auth>(cfg.token);
+  s->auth_ = std::make_unique<Auth>(cfg.token, cfg.worker_token, cfg.submitter_token);
   s->worker_svc_ = std::make_unique<WorkerServiceImpl>(*s->store_, *s->blobs_, *s->auth_);
   s->control_svc_ = std::make_unique<ControlServiceImpl>(*s->store_, *s->blobs_, *s->auth_);
+  s->control_svc_->set_submit_limits(cfg.submit_limits);
 
+  // The standard grpc.health.v1.Health service (Check/Watch): SERVING once
+  // started, NOT_SERVING from the start of shutdown().
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
+  if (!cfg.metrics_listen.empty()) {
+    s->metrics_ = std::make_unique<ServerMetrics>(*s->store_, cfg.db_path);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> icpt;
+    icpt.push_back(s->metrics_->interceptor_factory());
+    b.experimental().SetInterceptorCreators(std::move(icpt));
+  }
   // gRPC sets SO_REUSEPORT by default, so a second coordinator on the same
   // port would share it and clients would alternate between the two.
   b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  b.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &s->port_);
+  b.AddListeningPort(cfg.listen, creds, &s->port_);
   b.RegisterService(s->worker_svc_.get());
   b.RegisterService(s->control_svc_.get());
   b.SetMaxReceiveMessageSize(cfg.max_message_bytes);
@@ -95,6 +134,11 @@ std::unique_ptr<Server> Server::start(ServerConfig cfg) {
   if (!s->grpc_ || s->port_ == 0)
     throw std::runtime_error("cannot listen on " + cfg.listen +
                              ": address in use or unavailable (is another spt-server running there?)");
+  s->set_serving(true);
+  if (s->metrics_)
+    s->metrics_http_ = metrics::HttpEndpoint::start(
+        cfg.metrics_listen, [m = s->metrics_.get()] { return m->render(); },
+        [srv = s.get()] { return srv->serving_.load(); });
 
   s->reaper_ = std::thread([srv = s.get()] {
     while (!srv->stop_.load()) {
@@ -117,12 +161,24 @@ std::string Server::address() const {
 
 void Server::shutdown() {
   std::call_once(shutdown_once_, [this] {
+    if (grpc_) set_serving(false);  // health checks see NOT_SERVING while in-flight RPCs finish
     if (store_) store_->shutdown();  // long-polls return empty now
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     stop_ = true;
     if (reaper_.joinable()) reaper_.join();
+    if (metrics_http_) metrics_http_->stop();
   });
 }
+
+void Server::set_serving(bool on) {
+  serving_ = on;
+  auto* h = grpc_->GetHealthCheckService();
+  if (!h) return;
+  h->SetServingStatus(on);  // "" (the whole server)
+  for (const char* svc : {"spt.v1.WorkerService", "spt.v1.ControlService"}) h->SetServingStatus(svc, on);
+}
+
+std::string Server::metrics_address() const { return metrics_http_ ? metrics_http_->address() : ""; }
 
 void Server::wait() {
   if (grpc_) grpc_->Wait();

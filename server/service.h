@@ -2,11 +2,23 @@
 // The two gRPC services of spt.v1 over a Store and a BlobStore.
 //
 // Every RPC first checks the bearer token (metadata
-// `authorization: Bearer <token>`, constant-time compare) and then
-// validates the request; the store is only ever called with well-formed
-// input. Errors map as: bad input -> INVALID_ARGUMENT, unknown
-// experiment/job/worker/blob -> NOT_FOUND (a worker re-registers on it),
-// bad token -> UNAUTHENTICATED, anything else -> INTERNAL (logged).
+// `authorization: Bearer <token>`, constant-time compare) and the role it
+// grants, and then validates the request; the store is only ever called
+// with well-formed input. Worker RPCs that name a worker_id must carry that
+// worker's secret (RegisterResponse.worker_secret), checked in memory
+// (Store::check_worker_secret). Errors map as: bad input ->
+// INVALID_ARGUMENT, unknown experiment/job/worker/blob -> NOT_FOUND (a
+// worker re-registers on it), bad token or missing worker secret ->
+// UNAUTHENTICATED, a token without the RPC's role or a wrong worker secret
+// -> PERMISSION_DENIED, anything else -> INTERNAL (logged).
+//
+// Report answers per result (issue 12): a result that cannot be stored as
+// sent (invalid JSON, an artifact not uploaded, a bad run time, over
+// StoreOptions::max_result_bytes) is stored as its job's failure and one
+// that names no job is refused; each is listed in ReportResponse.problems
+// with the reason, and the batch itself succeeds. Lease moves a job's
+// inputs above StoreOptions::inline_inputs_max_bytes into one blob
+// (Job.inputs_sha256, a serialised JobInputs) written outside the store's lock.
 #include <string>
 
 #include "artifacts.h"
@@ -15,13 +27,26 @@
 
 namespace spt::server {
 
+// Roles (issue 12). A token grants one role; an RPC names the role it
+// needs. worker: WorkerService only. submitter: ControlService except pool
+// upkeep (submit, status, results, cancel, retry, logs, blobs, artifacts,
+// list workers). admin: everything, including DrainWorker/PruneWorkers.
+enum class Role { kWorker, kSubmitter, kAdmin };
+
+// The tokens, as sha256 digests compared in constant time per RPC. Only
+// the admin token is required; an empty worker or submitter token means no
+// token has that role (admin still does). Immutable, so thread-safe.
 class Auth {
  public:
-  explicit Auth(std::string token);
-  grpc::Status check(const grpc::ServerContext* ctx) const;
+  explicit Auth(const std::string& admin_token, const std::string& worker_token = "",
+                const std::string& submitter_token = "");
+  // OK if the call's bearer token has `needed` (or admin); UNAUTHENTICATED
+  // for no or an unknown token; PERMISSION_DENIED naming the role needed,
+  // with `action` ("submit", "lease jobs") in the message.
+  grpc::Status check(const grpc::ServerContext* ctx, Role needed, const char* action) const;
 
  private:
-  std::string token_digest_;  // sha256 hex of the token; compared in constant time
+  std::string admin_digest_, worker_digest_, submitter_digest_;  // sha256 hex; "" = no such token
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
@@ -45,9 +70,24 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   const Auth& auth_;
 };
 
+// Per-submission limits (issue 12): a request over either is refused with
+// RESOURCE_EXHAUSTED naming the limit, the value and the spt-server flag,
+// before its plan is built past the limit or anything is stored.
+struct SubmitLimits {
+  // 2^20: admits the largest plan any family makes within its validated
+  // params (selftest n = 10^6: 10^6 + 1 jobs; exp10 on gpt2-xl, all parts:
+  // ~10^4) and bounds what one submission costs the coordinator
+  // (bench/submit_bench: ~0.65 GiB peak RSS, ~0.3 GiB of database at 10^6).
+  int64_t max_jobs = 1 << 20;
+  // 4 MiB: the serialised SubmitRequest (params, tag); real params are
+  // names, hashes and numbers, a few KiB at most.
+  int64_t max_bytes = 4 << 20;
+};
+
 class ControlServiceImpl final : public v1::ControlService::Service {
  public:
   ControlServiceImpl(Store& store, BlobStore& blobs, const Auth& auth) : store_(store), blobs_(blobs), auth_(auth) {}
+  void set_submit_limits(const SubmitLimits& l) { limits_ = l; }  // before serving
 
   grpc::Status Submit(grpc::ServerContext*, const v1::SubmitRequest*, v1::SubmitResponse*) override;
   grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
@@ -69,6 +109,7 @@ class ControlServiceImpl final : public v1::ControlService::Service {
   Store& store_;
   BlobStore& blobs_;
   const Auth& auth_;
+  SubmitLimits limits_;
 };
 
 }  // namespace spt::server

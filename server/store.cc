@@ -1,16 +1,21 @@
 #include "store.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <string_view>
+#include <thread>
 #include <cstdio>
 #include <deque>
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -46,20 +51,60 @@ void feed(Sha256& h, const std::string& s) {
   h.update(s);
 }
 
-std::string content_key(const plan::JobSpec& spec, std::vector<std::string> named_dep_keys) {
+// How a plan's shared params enter its jobs' content keys (store.h).
+struct SharedParams {
+  const nlohmann::json* json = nullptr;  // the plan's shared params (an object)
+  std::string digest;                    // sha256 of their JSON if over kInlineSharedBytes, else ""
+};
+
+std::string content_key(const plan::JobSpec& spec, std::vector<std::string> named_dep_keys,
+                        const SharedParams& shared) {
   std::sort(named_dep_keys.begin(), named_dep_keys.end());
   Sha256 h;
   feed(h, "spt.job.v1");
   feed(h, SPT_CODE_VERSION);
   feed(h, spec.kind);
   feed(h, spec.model);
-  feed(h, canonical_json(spec.params));
+  if (shared.json->empty() || !shared.digest.empty()) {
+    feed(h, canonical_json(spec.params));
+    // A separate field, so no params' JSON can hash the same bytes.
+    if (!shared.digest.empty()) feed(h, "shared-sha256:" + shared.digest);
+  } else {
+    // Exactly the bytes of the merged params, as when every job carried them.
+    nlohmann::json merged = *shared.json;
+    for (auto it = spec.params.begin(); it != spec.params.end(); ++it) merged[it.key()] = it.value();
+    feed(h, canonical_json(merged));
+  }
   for (const auto& d : named_dep_keys) feed(h, d);
   // Only when set, so the keys of every other job stay what they were: a
   // result measured alone (timing) is not the same as one measured beside
   // other jobs, and neither stands in for the other.
   if (spec.exclusive) feed(h, "exclusive");
   return h.hex();
+}
+
+// Chunked submissions: an experiment still being stored has only part of
+// its graph, so it is neither cancelled nor retried until submit returns.
+void refuse_if_submitting(Db& db, int64_t id, const char* verb) {
+  Query q(db, "SELECT jobs_planned FROM experiments WHERE id = ? AND state = 'submitting'");
+  q.bind(id);
+  if (!q.step()) return;
+  Query n(db, "SELECT COUNT(*) FROM jobs WHERE experiment_id = ?");
+  n.bind(id);
+  n.step();
+  throw BadRequest("experiment " + std::to_string(id) + " is still being submitted (" + std::to_string(n.i64(0)) +
+                   " of " + std::to_string(q.i64(0)) + " jobs stored); it can be " + verb +
+                   " once its submission completes");
+}
+
+// A job's params for a worker: its experiment's shared params (the inside
+// of a JSON object, "" = none) joined to its own (a JSON object). Their keys
+// never overlap (submit checks), so this is one valid object; its key order
+// is not canonical, which nothing that reads it needs.
+std::string with_shared(const std::string& inner, const std::string& own) {
+  if (inner.empty()) return own;
+  if (own.size() <= 2) return "{" + inner + "}";
+  return "{" + inner + "," + own.substr(1);
 }
 
 std::string json_list(const google::protobuf::RepeatedPtrField<std::string>& v) {
@@ -132,9 +177,90 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
+// ---- report hardening (issue 12)
+
+constexpr size_t kMaxErrorBytes = 16 << 10;  // a failure's message: its head
+constexpr size_t kMaxLogBytes = 64 << 10;    // a job's log: its tail
+
+// s cut to at most n bytes at a UTF-8 character boundary, keeping the head
+// (or the tail), so that a valid string stays valid.
+std::string utf8_head(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+std::string utf8_tail(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  size_t from = s.size() - n;
+  while (from < s.size() && (static_cast<unsigned char>(s[from]) & 0xC0) == 0x80) ++from;
+  return s.substr(from);
+}
+
+std::string mib(int64_t bytes) {
+  char buf[32];
+  if (bytes < (1 << 20))
+    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(bytes) / 1024);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// Why `r` cannot be stored as sent ("" = it can), with *fixed (and *use_fixed
+// set) the result to store instead: its job's failure, saying why. Overlong
+// errors and logs are only trimmed (*use_fixed, no reason): they are
+// diagnostics, not data.
+std::string result_problem(const v1::JobResult& r, int64_t max_result_bytes, v1::JobResult* fixed,
+                           bool* use_fixed) {
+  *use_fixed = false;
+  std::string why;
+  bool retryable = true;
+  if (!std::isfinite(r.seconds()) || r.seconds() < 0) {
+    why = "worker reported an invalid run time (seconds = " + std::to_string(r.seconds()) + ")";
+  } else if (static_cast<int64_t>(r.result_json().size()) > max_result_bytes) {
+    why = "result is " + mib(static_cast<int64_t>(r.result_json().size())) + ", over the coordinator's limit of " +
+          mib(max_result_bytes) + " (spt-server --max-result-bytes); large data belongs in artifacts";
+    retryable = false;  // the same job makes the same result
+  }
+  if (why.empty() && r.error().size() <= kMaxErrorBytes && r.log().size() <= kMaxLogBytes) return why;
+  *fixed = r;
+  *use_fixed = true;
+  fixed->set_error(utf8_head(r.error(), kMaxErrorBytes));
+  fixed->set_log(utf8_tail(r.log(), kMaxLogBytes));
+  if (why.empty()) return why;  // trimmed only
+  if (!std::isfinite(r.seconds()) || r.seconds() < 0) fixed->set_seconds(0);
+  if (!r.ok()) retryable = retryable && r.retryable();
+  fixed->set_ok(false);
+  fixed->set_error(r.ok() ? why : why + "; its own error: " + fixed->error());
+  fixed->set_retryable(retryable);
+  fixed->clear_result_json();
+  fixed->clear_artifacts();
+  return why;
+}
+
 }  // namespace
 
 int Store::schema_version() { return kSchemaVersion; }
+
+// Registered for the length of a heartbeat or report, from its arrival
+// (before it waits for mu_) to its end.
+class Store::InFlight {
+ public:
+  InFlight(Store& s, const std::string& worker_id, int64_t arrived_ms) : s_(s) {
+    std::lock_guard<std::mutex> g(s_.inflight_mu_);
+    it_ = s_.inflight_.emplace(worker_id, arrived_ms);
+  }
+  ~InFlight() {
+    std::lock_guard<std::mutex> g(s_.inflight_mu_);
+    s_.inflight_.erase(it_);
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  Store& s_;
+  std::multimap<std::string, int64_t>::iterator it_;
+};
+
 
 std::unique_ptr<Store> Store::open(const std::string& path, StoreOptions opts) {
   if (!opts.clock) opts.clock = [] { return now_unix_ms(); };
@@ -192,6 +318,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, StoreOptions opts) {
   std::unique_ptr<Store> s(new Store(std::move(db), std::move(opts)));
   try {
     s->migrate();
+    s->recover_submissions();
   } catch (const SqliteError& e) {
     throw StoreOpenError("cannot migrate database " + path + ": " + e.what());
   }
@@ -250,54 +377,81 @@ void Store::shutdown() {
 
 // ---------------------------------------------------------------- submit
 
-SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const int64_t now = opts_.clock();
+SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force, const std::function<bool()>& gone) {
+  if (!plan.shared.is_object()) throw BadRequest("plan bug: shared params are not a JSON object");
+  const std::string shared_json = canonical_json(plan.shared);
+  const SharedParams shared{&plan.shared, shared_json.size() > kInlineSharedBytes ? sha256_hex(shared_json) : ""};
   SubmitResult out;
-  bool any_pending = false;
-  Txn txn(*db_);
-  Query(*db_,
-        "INSERT INTO experiments(name, parts, params_json, priority, state, submitted_ms, forced) "
-        "VALUES(?, ?, ?, ?, 'running', ?, ?)")
-      .bind(plan.experiment)
-      .bind(plan.parts)
-      .bind(canonical_json(plan.params))
-      .bind(priority)
-      .bind(now)
-      .bind(force ? 1 : 0)
-      .run();
-  out.experiment_id = db_->last_insert_id();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Txn txn(*db_);
+    Query(*db_,
+          "INSERT INTO experiments(name, parts, params_json, priority, state, submitted_ms, forced, jobs_planned) "
+          "VALUES(?, ?, ?, ?, 'submitting', ?, ?, ?)")
+        .bind(plan.experiment)
+        .bind(plan.parts)
+        .bind(canonical_json(plan.params))
+        .bind(priority)
+        .bind(opts_.clock())
+        .bind(force ? 1 : 0)
+        .bind(static_cast<int64_t>(plan.jobs.size()))
+        .run();
+    out.experiment_id = db_->last_insert_id();
+    if (!plan.shared.empty())
+      Query(*db_, "INSERT INTO experiment_shared(experiment_id, shared_json) VALUES(?, ?)")
+          .bind(out.experiment_id)
+          .bind(shared_json)
+          .run();
+    txn.commit();
+  }
 
-  struct Known {
-    int64_t id;
-    std::string key;
-    bool done;
-  };
-  std::unordered_map<std::string, Known> by_name;
-  by_name.reserve(plan.jobs.size());
-  for (const auto& spec : plan.jobs) {
-    std::vector<std::string> dep_keys;
-    std::vector<int64_t> dep_ids;
-    int n_left = 0;
-    for (const auto& d : spec.deps) {
-      auto it = by_name.find(d);
-      if (it == by_name.end()) throw BadRequest("plan bug: " + spec.name + " depends on unknown job " + d);
-      dep_keys.push_back(d + "=" + it->second.key);
-      dep_ids.push_back(it->second.id);
-      if (!it->second.done) ++n_left;
+  // Without the lock: every job's deps (as indices: deps come earlier in
+  // the plan) and content key, which need no database.
+  const size_t n = plan.jobs.size();
+  std::vector<std::string> keys(n);
+  std::vector<std::vector<uint32_t>> deps(n);
+  {
+    std::unordered_map<std::string_view, uint32_t> index;
+    index.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const plan::JobSpec& spec = plan.jobs[i];
+      std::vector<std::string> dep_keys;
+      dep_keys.reserve(spec.deps.size());
+      deps[i].reserve(spec.deps.size());
+      for (const auto& d : spec.deps) {
+        auto it = index.find(d);
+        if (it == index.end()) throw BadRequest("plan bug: " + spec.name + " depends on unknown job " + d);
+        deps[i].push_back(it->second);
+        dep_keys.push_back(d + "=" + keys[it->second]);
+      }
+      if (!plan.shared.empty())
+        for (auto it = spec.params.begin(); it != spec.params.end(); ++it)
+          if (plan.shared.contains(it.key()))
+            throw BadRequest("plan bug: " + spec.name + "'s param " + it.key() + " is also a shared param");
+      keys[i] = content_key(spec, std::move(dep_keys), shared);
+      index.emplace(spec.name, static_cast<uint32_t>(i));
     }
-    const std::string key = content_key(spec, std::move(dep_keys));
+  }
+  std::vector<int64_t> ids(n, 0);
+  std::vector<char> done(n, 0);  // answered from a stored result
+
+  // Stores job i (caller holds mu_, in a transaction); its deps rows follow
+  // separately. A job that would be ready goes in held (blocked,
+  // n_deps_left = 0) until release_held().
+  auto insert_job = [&](size_t i, int64_t now) {
+    const plan::JobSpec& spec = plan.jobs[i];
+    int64_t n_left = 0;
+    for (uint32_t d : deps[i]) n_left += done[d] ? 0 : 1;
     int64_t reused = 0;
     std::string result;
     if (!force) {
       Query q(*db_, "SELECT id, result_json FROM jobs WHERE content_key = ? AND state = 'done' ORDER BY id LIMIT 1");
-      q.bind(key);
+      q.bind(keys[i]);
       if (q.step()) {
         reused = q.i64(0);
         result = q.text(1);
       }
     }
-    const char* state = reused ? "done" : n_left > 0 ? "blocked" : "pending";
     {
       Query q(*db_,
               "INSERT INTO jobs(experiment_id, name, kind, params_json, model, reduce, state, priority, "
@@ -310,7 +464,7 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
           .bind(canonical_json(spec.params))
           .bind(spec.model)
           .bind(spec.reduce ? 1 : 0)
-          .bind(state)
+          .bind(reused ? "done" : "blocked")
           .bind(priority)
           .bind(spec.max_attempts > 0 ? spec.max_attempts : opts_.max_attempts)
           .bind(spec.timeout_s);
@@ -318,7 +472,7 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
         q.bind(result);
       else
         q.bind_null();
-      q.bind(key).bind(reused ? 0 : n_left).bind(now).bind(reused ? now : 0).bind(reused ? now : 0);
+      q.bind(keys[i]).bind(reused ? 0 : n_left).bind(now).bind(reused ? now : 0).bind(reused ? now : 0);
       if (reused)
         q.bind(reused);
       else
@@ -328,27 +482,181 @@ SubmitResult Store::submit(const plan::Plan& plan, int priority, bool force) {
       q.bind(job_part(spec.name));
       q.run();
     }
-    const int64_t id = db_->last_insert_id();
-    for (int64_t dep : dep_ids) Query(*db_, "INSERT INTO deps(job_id, dep_id) VALUES(?, ?)").bind(id).bind(dep).run();
+    ids[i] = db_->last_insert_id();
+    done[i] = reused != 0;
     if (reused) {
       Query(*db_,
             "INSERT INTO experiment_artifacts(experiment_id, name, job_id, sha256, size, media_type) "
             "SELECT ?, name, ?, sha256, size, media_type FROM experiment_artifacts WHERE job_id = ?")
           .bind(out.experiment_id)
-          .bind(id)
+          .bind(ids[i])
           .bind(reused)
           .run();
-      event(id, now, "reused", "stored result of job " + std::to_string(reused));
+      event(ids[i], now, "reused", "stored result of job " + std::to_string(reused));
       ++out.n_reused;
     }
-    any_pending |= !reused && n_left == 0;
-    by_name[spec.name] = Known{id, key, reused != 0};
     ++out.n_jobs;
+  };
+
+  // Units of work are a job row or one deps row (a reduce over 10^6 maps
+  // has 10^6 of them), so that no chunk grows with a job's fan-in.
+  size_t next = 0, next_dep = 0;  // the job, and its deps row, to store next
+  bool job_in = false;            // jobs[next]'s own row is stored
+  try {
+    for (;;) {
+      if (gone && gone()) throw BadRequest("submission abandoned: the client went away before it was stored");
+      bool last = false;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        const int64_t now = opts_.clock();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSubmitChunkMs);
+        Txn txn(*db_);
+        for (int k = 0; next < n && k < kSubmitChunkJobs && std::chrono::steady_clock::now() < deadline; ++k) {
+          if (!job_in) {
+            insert_job(next, now);
+            job_in = true;
+          } else if (next_dep < deps[next].size()) {
+            Query(*db_, "INSERT INTO deps(job_id, dep_id) VALUES(?, ?)")
+                .bind(ids[next])
+                .bind(ids[deps[next][next_dep++]])
+                .run();
+          }
+          if (job_in && next_dep == deps[next].size()) {
+            ++next;
+            next_dep = 0;
+            job_in = false;
+          }
+        }
+        last = next >= n;
+        if (last) {
+          Query(*db_, "UPDATE experiments SET state = 'running' WHERE id = ?").bind(out.experiment_id).run();
+          finish_if_complete(out.experiment_id, now);  // every job answered from stored results
+        }
+        txn.commit();
+        if (last)
+          submitting_.erase(out.experiment_id);
+        else
+          submitting_[out.experiment_id] = {out.n_jobs, out.n_reused};
+      }
+      if (last) break;
+      // Threads blocked on mu_ were woken by the unlock; let them take it
+      // before the next chunk (std::mutex is not fair).
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      submitting_.erase(out.experiment_id);
+    }
+    drop_submission(out.experiment_id, std::string("submission not stored: ") + e.what());
+    throw;
   }
-  finish_if_complete(out.experiment_id, now);
-  txn.commit();
-  if (any_pending) work_.notify_all();
+  release_held(out.experiment_id);
   return out;
+}
+
+void Store::release_held(int64_t experiment_id) {
+  // Each released job enters the queue's partial indexes: ~10-20 us a row.
+  constexpr int kReleaseChunk = 500;
+  // Held jobs were inserted with finished_ms = 0: the walk is an index range
+  // of jobs_by_experiment, in id order from a cursor.
+  int64_t cursor = 0;
+  for (;;) {
+    int n = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      Txn txn(*db_);
+      Query q(*db_,
+              "UPDATE jobs SET state = 'pending' WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_by_experiment "
+              "WHERE experiment_id = ? AND state = 'blocked' AND finished_ms = 0 AND id > ? AND n_deps_left = 0 "
+              "ORDER BY id LIMIT ?) RETURNING id");
+      q.bind(experiment_id).bind(cursor).bind(static_cast<int64_t>(kReleaseChunk));
+      while (q.step()) {
+        cursor = std::max(cursor, q.i64(0));
+        ++n;
+      }
+      txn.commit();
+    }
+    if (n) work_.notify_all();
+    if (n < kReleaseChunk) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+}
+
+void Store::drop_submission(int64_t experiment_id, const std::string& why) {
+  int64_t lo = 0, hi = -1;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Txn txn(*db_);
+    // Reused jobs' artifact rows point at the jobs removed below.
+    Query(*db_, "DELETE FROM experiment_artifacts WHERE experiment_id = ?").bind(experiment_id).run();
+    Query q(*db_, "SELECT MIN(id), MAX(id) FROM jobs WHERE experiment_id = ?");
+    q.bind(experiment_id);
+    if (q.step() && !q.is_null(0)) {
+      lo = q.i64(0);
+      hi = q.i64(1);
+    }
+    txn.commit();
+  }
+  // Newest first: a job's dependents have larger ids, so their deps rows
+  // (which reference it) are gone before it is.
+  for (int64_t top = hi; top >= lo; top -= kSubmitChunkJobs) {
+    const int64_t bottom = std::max(lo, top - kSubmitChunkJobs + 1);
+    std::lock_guard<std::mutex> lk(mu_);
+    Txn txn(*db_);
+    const char* kMine = "(SELECT id FROM jobs WHERE id BETWEEN ?1 AND ?2 AND experiment_id = ?3)";
+    for (const std::string sql : {std::string("DELETE FROM deps WHERE job_id IN ") + kMine,
+                                  std::string("DELETE FROM job_events WHERE job_id IN ") + kMine,
+                                  std::string("DELETE FROM jobs WHERE id BETWEEN ?1 AND ?2 AND experiment_id = ?3")})
+      Query(*db_, sql.c_str()).bind(bottom).bind(top).bind(experiment_id).run();
+    txn.commit();
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  Txn txn(*db_);
+  Query(*db_, "DELETE FROM experiment_shared WHERE experiment_id = ?").bind(experiment_id).run();
+  Query(*db_, "UPDATE experiments SET state = 'failed', finished_ms = ?, submit_error = ? WHERE id = ?")
+      .bind(opts_.clock())
+      .bind(why)
+      .bind(experiment_id)
+      .run();
+  txn.commit();
+}
+
+void Store::recover_submissions() {
+  struct Stale {
+    int64_t id, planned, stored;
+  };
+  std::vector<Stale> stale;
+  std::vector<int64_t> running;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    Query q(*db_,
+            "SELECT e.id, e.jobs_planned, (SELECT COUNT(*) FROM jobs j WHERE j.experiment_id = e.id) "
+            "FROM experiments e WHERE e.state = 'submitting'");
+    while (q.step()) stale.push_back({q.i64(0), q.i64(1), q.i64(2)});
+    Query r(*db_, "SELECT id FROM experiments WHERE state = 'running'");
+    while (r.step()) running.push_back(r.i64(0));
+  }
+  for (const auto& e : stale)
+    drop_submission(e.id, "the coordinator stopped while this submission was being stored (" +
+                              std::to_string(e.stored) + " of " + std::to_string(e.planned) +
+                              " jobs in); its jobs were removed and none ran: submit it again");
+  for (int64_t id : running) release_held(id);
+}
+
+const std::string& Store::shared_inner_locked(int64_t experiment_id) {
+  auto it = shared_inner_.find(experiment_id);
+  if (it != shared_inner_.end()) return it->second;
+  if (shared_inner_.size() >= 64) shared_inner_.clear();  // bounded: experiments in flight are few
+  std::string inner;
+  Query q(*db_, "SELECT shared_json FROM experiment_shared WHERE experiment_id = ?");
+  q.bind(experiment_id);
+  if (q.step()) {
+    const std::string j = q.text(0);
+    // A canonical JSON object: "{}" or "{...}"; its inside joins a job's own.
+    if (j.size() > 2 && j.front() == '{' && j.back() == '}') inner = j.substr(1, j.size() - 2);
+  }
+  return shared_inner_.emplace(experiment_id, std::move(inner)).first->second;
 }
 
 // ---------------------------------------------------------------- lease
@@ -502,7 +810,7 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
         job->set_experiment(q.text(1));
         job->set_name(q.text(2));
         job->set_kind(q.text(3));
-        job->set_params_json(q.text(4));
+        job->set_params_json(with_shared(shared_inner_locked(q.i64(0)), q.text(4)));
         job->set_model(q.text(5));
         job->set_attempt(static_cast<int>(q.i64(6)) + 1);
         job->set_timeout_s(static_cast<int>(q.i64(7)));
@@ -563,6 +871,7 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
 // ---------------------------------------------------------------- heartbeat, report, release
 
 v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
+  const InFlight in_flight(*this, req.worker_id(), opts_.clock());  // before the lock: see reap_expired()
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
   const int64_t expires = now + opts_.lease_ttl_ms;
@@ -574,6 +883,7 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
       .bind(req.worker_id())
       .run();
   if (db_->changes() == 0) throw NotFound("unknown worker id '" + req.worker_id() + "'; register again");
+  running_[req.worker_id()] = std::set<int64_t>(req.running_job_ids().begin(), req.running_job_ids().end());
   bool released = false;
   if (req.canaries_size()) {
     const std::string why =
@@ -590,8 +900,9 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
     int64_t job_id = 0;
     {
       Query q(*db_,
-              "UPDATE jobs SET lease_expires_ms = ? WHERE lease_id = ? AND state = 'leased' RETURNING id");
-      q.bind(expires).bind(lease_id);
+              "UPDATE jobs SET lease_expires_ms = ? WHERE lease_id = ? AND state = 'leased' AND lease_owner = ? "
+              "RETURNING id");
+      q.bind(expires).bind(lease_id).bind(req.worker_id());  // another worker's lease is not ours to keep
       if (q.step()) job_id = q.i64(0);
     }
     if (job_id)
@@ -606,11 +917,69 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
 }
 
 v1::ReportResponse Store::report(const v1::ReportRequest& req) {
+  const InFlight in_flight(*this, req.worker_id(), opts_.clock());  // before the lock: see reap_expired()
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
   v1::ReportResponse resp;
   bool wake = false;
-  Txn txn(*db_);
+  try {
+    Txn txn(*db_);
+    wake = report_locked(req, now, resp);
+    txn.commit();
+  } catch (const NotFound&) {
+    throw;
+  } catch (const std::exception&) {
+    // One result the database will not take must not sink the batch (the
+    // worker would resend it until its leases expired): each result alone,
+    // and one that still fails is stored as its job's failure, else refused.
+    resp.Clear();
+    for (const auto& r : req.results()) {
+      v1::ReportRequest one;
+      one.set_worker_id(req.worker_id());
+      *one.add_results() = r;
+      v1::ReportResponse part;
+      try {
+        Txn txn(*db_);
+        wake |= report_locked(one, now, part);
+        txn.commit();
+      } catch (const NotFound&) {
+        throw;
+      } catch (const std::exception& e) {
+        const std::string why = std::string("the coordinator could not store this result: ") + e.what();
+        v1::JobResult& f = *one.mutable_results(0);
+        f.set_ok(false);
+        f.set_error(why);
+        f.set_retryable(true);
+        f.clear_result_json();
+        f.clear_artifacts();
+        f.clear_log();
+        f.set_seconds(0);
+        part.Clear();
+        try {
+          Txn txn(*db_);
+          wake |= report_locked(one, now, part);
+          txn.commit();
+        } catch (const NotFound&) {
+          throw;
+        } catch (const std::exception&) {
+          part.Clear();
+          part.add_refused(r.job_id());
+        }
+        v1::ResultProblem* p = part.add_problems();
+        p->set_job_id(r.job_id());
+        p->set_lease_id(r.lease_id());
+        p->set_reason(why);
+        p->set_stored_as_failure(part.accepted_size() > 0);
+      }
+      resp.MergeFrom(part);
+    }
+  }
+  if (wake) work_.notify_all();
+  return resp;
+}
+
+bool Store::report_locked(const v1::ReportRequest& req, int64_t now, v1::ReportResponse& resp) {
+  bool wake = false;
   std::string worker_name;
   {
     Query q(*db_, "UPDATE workers SET last_heartbeat_ms = ? WHERE id = ? RETURNING name");
@@ -621,13 +990,21 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
   const std::string by = "by " + worker_name + " (" + req.worker_id() + ")";
   std::set<int64_t> touched;
   int64_t n_done = 0;
-  for (const auto& r : req.results()) {
-    std::string state, lease_id, name;
+  // (job id, lease id, reason) of results stored otherwise than sent.
+  std::vector<std::tuple<int64_t, std::string, std::string>> problems;
+  for (const auto& sent : req.results()) {
+    v1::JobResult fixed;
+    bool use_fixed = false;
+    const std::string problem = result_problem(sent, opts_.max_result_bytes, &fixed, &use_fixed);
+    const v1::JobResult& r = use_fixed ? fixed : sent;
+    if (!problem.empty()) problems.emplace_back(r.job_id(), r.lease_id(), problem);
+    std::string state, lease_id, name, owner;
     int64_t experiment_id = 0;
     int attempts = 0, max_attempts = 0;
     bool found = false;
     {
-      Query q(*db_, "SELECT state, lease_id, experiment_id, attempts, max_attempts, name FROM jobs WHERE id = ?");
+      Query q(*db_,
+              "SELECT state, lease_id, experiment_id, attempts, max_attempts, name, lease_owner FROM jobs WHERE id = ?");
       q.bind(r.job_id());
       if (q.step()) {
         found = true;
@@ -637,11 +1014,17 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
         attempts = static_cast<int>(q.i64(3));
         max_attempts = static_cast<int>(q.i64(4));
         name = q.text(5);
+        owner = q.text(6);
       }
     }
     if (!found || state != "leased" || lease_id.empty() || lease_id != r.lease_id()) {
       resp.add_refused(r.job_id());
       if (found) event(r.job_id(), now, "refused", "report " + by + " for a lease no longer current (job " + state + ")");
+      continue;
+    }
+    if (owner != req.worker_id()) {  // the right lease id from the wrong worker: forged or confused
+      resp.add_refused(r.job_id());
+      event(r.job_id(), now, "refused", "report " + by + " for a lease held by worker " + owner);
       continue;
     }
     resp.add_accepted(r.job_id());
@@ -707,9 +1090,17 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
   if (n_done)
     Query(*db_, "UPDATE workers SET jobs_done = jobs_done + ? WHERE id = ?").bind(n_done).bind(req.worker_id()).run();
   for (int64_t e : touched) finish_if_complete(e, now);
-  txn.commit();
-  if (wake) work_.notify_all();
-  return resp;
+  if (!problems.empty()) {
+    const std::set<int64_t> accepted(resp.accepted().begin(), resp.accepted().end());
+    for (auto& [job_id, lease, why] : problems) {
+      v1::ResultProblem* p = resp.add_problems();
+      p->set_job_id(job_id);
+      p->set_lease_id(lease);
+      p->set_reason(why);
+      p->set_stored_as_failure(accepted.count(job_id) != 0);
+    }
+  }
+  return wake;
 }
 
 int Store::release(const std::string& worker_id, const std::vector<std::string>& lease_ids) {
@@ -728,8 +1119,8 @@ int Store::release(const std::string& worker_id, const std::vector<std::string>&
       // The attempt was never run to an outcome, so it is given back.
       Query q(*db_,
               "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), lease_id = NULL, "
-              "not_before_ms = 0 WHERE lease_id = ? AND state = 'leased' RETURNING id");
-      q.bind(lease_id);
+              "not_before_ms = 0 WHERE lease_id = ? AND state = 'leased' AND lease_owner = ? RETURNING id");
+      q.bind(lease_id).bind(worker_id);
       if (q.step()) job_id = q.i64(0);
     }
     if (job_id) {
@@ -742,57 +1133,206 @@ int Store::release(const std::string& worker_id, const std::vector<std::string>&
   return n;
 }
 
-int Store::reap_expired() {
-  std::lock_guard<std::mutex> lk(mu_);
-  const int64_t now = opts_.clock();
-  struct Expired {
-    int64_t id, experiment_id;
-    int attempts, max_attempts, expiries;
-    std::string error, owner, name;
-  };
-  std::vector<Expired> expired;
+// ---- dying workers and the reaper (issue 12)
+
+struct Store::Lapsed {
+  int64_t id = 0, experiment_id = 0, expires_ms = 0, job_mem = 0, worker_mem = 0, worker_seen_ms = 0;
+  int attempts = 0, max_attempts = 0, expiries = 0, deaths = 0;
+  std::string error, owner, name, died_on, worker_name;
+
+  // "gpu-3 (7.5 GiB)"; the id when the worker row is gone.
+  std::string worker() const {
+    return (worker_name.empty() ? owner : worker_name) +
+           (worker_mem > 0 ? " (" + gib(worker_mem) + ")" : " (memory unknown)");
+  }
+};
+
+namespace {
+
+// The leased jobs a WHERE clause (over jobs j, workers w) selects, as Lapsed.
+const char* const kLapsedSelect =
+    "SELECT j.id, j.experiment_id, j.lease_expires_ms, j.mem_bytes, COALESCE(w.mem_bytes, 0), "
+    "COALESCE(w.last_heartbeat_ms, 0), j.attempts, j.max_attempts, j.expiries, j.deaths, j.error, j.lease_owner, "
+    "j.name, j.died_on, COALESCE(w.name, '') FROM jobs j LEFT JOIN workers w ON w.id = j.lease_owner ";
+
+// died_on is a JSON array of distinct "name (memory)" strings.
+std::vector<std::string> died_list(const std::string& died_on) {
+  std::vector<std::string> out;
+  const auto j = nlohmann::json::parse(died_on.empty() ? "[]" : died_on, nullptr, false);
+  if (j.is_array())
+    for (const auto& s : j)
+      if (s.is_string()) out.push_back(s.get<std::string>());
+  return out;
+}
+
+// "worker gpu-3 (7.5 GiB) died while running it, 3 times: out of memory?"
+std::string death_summary(const std::string& died_on, int deaths) {
+  const auto who = died_list(died_on);
+  std::string names;
+  for (const auto& w : who) names += (names.empty() ? "" : ", ") + w;
+  return (who.size() == 1 ? "worker " : "workers ") + names + " died while running it, " + std::to_string(deaths) +
+         (deaths == 1 ? " time" : " times") + (deaths >= 2 ? ": out of memory?" : "");
+}
+
+}  // namespace
+
+std::vector<Store::Lapsed> Store::select_lapsed_locked(const std::string& where,
+                                                       const std::function<void(Query&)>& bind) {
+  std::vector<Lapsed> out;
+  const std::string sql = std::string(kLapsedSelect) + where;
+  Query q(*db_, sql.c_str());
+  bind(q);
+  while (q.step()) {
+    Lapsed e;
+    e.id = q.i64(0);
+    e.experiment_id = q.i64(1);
+    e.expires_ms = q.i64(2);
+    e.job_mem = q.i64(3);
+    e.worker_mem = q.i64(4);
+    e.worker_seen_ms = q.i64(5);
+    e.attempts = static_cast<int>(q.i64(6));
+    e.max_attempts = static_cast<int>(q.i64(7));
+    e.expiries = static_cast<int>(q.i64(8));
+    e.deaths = static_cast<int>(q.i64(9));
+    e.error = q.text(10);
+    e.owner = q.text(11);
+    e.name = q.text(12);
+    e.died_on = q.text(13);
+    e.worker_name = q.text(14);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void Store::lapse_locked(const Lapsed& e, bool died, const std::string& cause, int64_t now,
+                         std::set<int64_t>& touched) {
+  int deaths = e.deaths;
+  std::string died_on = e.died_on.empty() ? "[]" : e.died_on, error = e.error;
+  int64_t mem = e.job_mem;
+  std::string raised;
+  if (died) {
+    ++deaths;
+    auto who = died_list(died_on);
+    if (std::find(who.begin(), who.end(), e.worker()) == who.end() && who.size() < 8) who.push_back(e.worker());
+    died_on = nlohmann::json(who).dump();
+    error = "worker " + e.worker() + " died while running it";
+    // Past the threshold only a bigger worker may try: the job may be what
+    // kills them (the leasing filter on mem_bytes does the rest).
+    if (opts_.deaths_before_memory_raise > 0 && deaths >= opts_.deaths_before_memory_raise && e.worker_mem > 0 &&
+        mem <= e.worker_mem) {
+      mem = e.worker_mem + 1;
+      raised = "; from now on only a worker with more than " + gib(e.worker_mem) + " gets it";
+    }
+  }
+  const int expiries = e.expiries + 1;
+  const std::string attempt = "attempt " + std::to_string(e.attempts) + "/" + std::to_string(e.max_attempts);
+  if (e.attempts < e.max_attempts) {
+    const int64_t delay = backoff_ms(e.attempts);
+    Query(*db_,
+          "UPDATE jobs SET state = 'pending', not_before_ms = ?, expiries = ?, lease_id = NULL, deaths = ?, "
+          "died_on = ?, mem_bytes = ?, error = ? WHERE id = ?")
+        .bind(now + delay)
+        .bind(expiries)
+        .bind(deaths)
+        .bind(died_on)
+        .bind(mem)
+        .bind(error)
+        .bind(e.id)
+        .run();
+    event(e.id, now, died ? "died" : "expired",
+          cause + " (" + attempt + "); next try in " + std::to_string(delay) + " ms" + raised);
+    return;
+  }
+  std::string err = deaths > 0 ? death_summary(died_on, deaths) : "";
+  if (deaths == 0 || expiries > deaths)
+    err += (err.empty() ? "" : "; ") + std::string("lease expired ") + std::to_string(expiries) +
+           " time(s); last error: " + (error.empty() ? "none" : error);
+  Query(*db_,
+        "UPDATE jobs SET state = 'failed', expiries = ?, error = ?, finished_ms = ?, deaths = ?, died_on = ?, "
+        "mem_bytes = ? WHERE id = ?")
+      .bind(expiries)
+      .bind(err)
+      .bind(now)
+      .bind(deaths)
+      .bind(died_on)
+      .bind(mem)
+      .bind(e.id)
+      .run();
+  event(e.id, now, "failed", cause + " on the last attempt (" + attempt + "): " + err);
+  fail_dependents(e.id, e.name, now);
+  touched.insert(e.experiment_id);
+}
+
+int Store::reap_locked(int64_t now) {
   Txn txn(*db_);
+  std::vector<Lapsed> expired = select_lapsed_locked(
+      "WHERE j.state = 'leased' AND j.lease_expires_ms < ?", [&](Query& q) { q.bind(now); });
   {
-    Query q(*db_,
-            "SELECT id, experiment_id, attempts, max_attempts, expiries, error, lease_owner, name FROM jobs "
-            "WHERE state = 'leased' AND lease_expires_ms < ?");
-    q.bind(now);
-    while (q.step())
-      expired.push_back({q.i64(0), q.i64(1), static_cast<int>(q.i64(2)), static_cast<int>(q.i64(3)),
-                         static_cast<int>(q.i64(4)) + 1, q.text(5), q.text(6), q.text(7)});
+    // A heartbeat or report that arrived before the lease expired, and waits
+    // for mu_ (a long transaction held it), renews or settles it: the delay
+    // is the server's, not the worker's.
+    std::lock_guard<std::mutex> g(inflight_mu_);
+    expired.erase(std::remove_if(expired.begin(), expired.end(),
+                                 [&](const Lapsed& e) {
+                                   const auto [lo, hi] = inflight_.equal_range(e.owner);
+                                   for (auto it = lo; it != hi; ++it)
+                                     if (it->second <= e.expires_ms) return true;
+                                   return false;
+                                 }),
+                  expired.end());
   }
   if (expired.empty()) return 0;
   std::set<int64_t> touched;
   for (const auto& e : expired) {
-    if (e.attempts < e.max_attempts) {
-      const int64_t delay = backoff_ms(e.attempts);
-      Query(*db_,
-            "UPDATE jobs SET state = 'pending', not_before_ms = ?, expiries = ?, lease_id = NULL WHERE id = ?")
-          .bind(now + delay)
-          .bind(e.expiries)
-          .bind(e.id)
-          .run();
-      event(e.id, now, "expired",
-            "lease of worker " + e.owner + " expired (attempt " + std::to_string(e.attempts) + "/" +
-                std::to_string(e.max_attempts) + "); next try in " + std::to_string(delay) + " ms");
-    } else {
-      const std::string err = "lease expired " + std::to_string(e.expiries) + " time(s); last error: " +
-                              (e.error.empty() ? "none" : e.error);
-      Query(*db_, "UPDATE jobs SET state = 'failed', expiries = ?, error = ?, finished_ms = ? WHERE id = ?")
-          .bind(e.expiries)
-          .bind(err)
-          .bind(now)
-          .bind(e.id)
-          .run();
-      event(e.id, now, "failed", "lease of worker " + e.owner + " expired on the last attempt: " + err);
-      fail_dependents(e.id, e.name, now);
-      touched.insert(e.experiment_id);
-    }
+    // Silent for over two heartbeats: dead, hung or cut off. It died while
+    // running the job only if its last heartbeat said it was running it.
+    const bool silent = e.worker_seen_ms == 0 || now - e.worker_seen_ms > 2 * opts_.heartbeat_ms;
+    const auto run = running_.find(e.owner);
+    const bool running = run != running_.end() && run->second.count(e.id) != 0;
+    const std::string lease = "lease of worker " + e.worker() + " (" + e.owner + ") expired: ";
+    const std::string cause =
+        !silent    ? lease + "the worker is still in contact but stopped renewing it"
+        : running  ? lease + "the worker died or stopped responding while running it"
+                   : lease + "the worker stopped responding before it was seen running it";
+    lapse_locked(e, silent && running, cause, now, touched);
   }
   for (int64_t x : touched) finish_if_complete(x, now);
   txn.commit();
   work_.notify_all();  // requeued jobs, and workers that held the expired leases
   return static_cast<int>(expired.size());
+}
+
+int Store::reap_expired() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return reap_locked(opts_.clock());
+}
+
+int Store::reap_expired_after(const std::function<void()>& first) {
+  std::lock_guard<std::mutex> lk(mu_);
+  first();
+  return reap_locked(opts_.clock());
+}
+
+int Store::lapse_restarted_locked(const std::string& name, const std::string& host, int64_t now) {
+  if (host.empty()) return 0;  // no hostname: the name alone cannot tell a restart from a namesake
+  const std::vector<Lapsed> held = select_lapsed_locked(
+      "WHERE j.state = 'leased' AND w.name = ? AND COALESCE(json_extract(w.caps_json, '$.hostname'), '') = ?",
+      [&](Query& q) { q.bind(name).bind(host); });
+  std::set<int64_t> touched;
+  std::set<std::string> owners;
+  for (const auto& e : held) {
+    const auto run = running_.find(e.owner);
+    const bool running = run != running_.end() && run->second.count(e.id) != 0;
+    lapse_locked(e, running,
+                 "worker " + e.worker() + " (" + e.owner + ") registered again under its name on " + host +
+                     ": its process is gone" +
+                     (running ? ", and it was running this job" : ""),
+                 now, touched);
+    owners.insert(e.owner);
+  }
+  for (const auto& o : owners) running_.erase(o);
+  for (int64_t x : touched) finish_if_complete(x, now);
+  return static_cast<int>(held.size());
 }
 
 // ---------------------------------------------------------------- graph helpers
@@ -883,6 +1423,7 @@ int Store::cancel(int64_t experiment_id) {
   const int64_t now = opts_.clock();
   Txn txn(*db_);
   require_experiment(experiment_id);
+  refuse_if_submitting(*db_, experiment_id, "cancelled");
   std::vector<int64_t> ids;
   {
     Query q(*db_,
@@ -908,6 +1449,7 @@ int Store::retry(int64_t experiment_id) {
   const int64_t now = opts_.clock();
   Txn txn(*db_);
   require_experiment(experiment_id);
+  refuse_if_submitting(*db_, experiment_id, "retried");
   std::vector<int64_t> ids;
   {
     // First make every retried job non-terminal, so that counting deps not
@@ -951,8 +1493,8 @@ v1::ExperimentStatus Store::status_locked(int64_t id) {
   v1::ExperimentStatus s;
   {
     Query q(*db_,
-            "SELECT name, parts, state, priority, submitted_ms, finished_ms, params_json FROM experiments "
-            "WHERE id = ?");
+            "SELECT name, parts, state, priority, submitted_ms, finished_ms, params_json, jobs_planned, "
+            "submit_error FROM experiments WHERE id = ?");
     q.bind(id);
     if (!q.step()) throw NotFound("no experiment with id " + std::to_string(id));
     s.set_id(id);
@@ -963,6 +1505,16 @@ v1::ExperimentStatus Store::status_locked(int64_t id) {
     s.set_submitted_unix_ms(q.i64(4));
     s.set_finished_unix_ms(q.i64(5));
     s.set_params_json(q.text(6));
+    s.set_jobs_planned(q.i64(7));
+    s.set_submit_error(q.text(8));
+  }
+  if (auto it = submitting_.find(id); it != submitting_.end()) {
+    // Being stored: every job is held or reused; nothing to count or time.
+    v1::Counts* c = s.mutable_counts();
+    c->set_total(it->second.first);
+    c->set_done(it->second.second);
+    c->set_blocked(it->second.first - it->second.second);
+    return s;
   }
   v1::Counts* c = s.mutable_counts();
   {
@@ -1049,7 +1601,7 @@ std::vector<v1::ExperimentStatus> Store::experiments(bool all) {
   std::vector<int64_t> ids;
   {
     Query q(*db_, all ? "SELECT id FROM experiments ORDER BY id"
-                      : "SELECT id FROM experiments WHERE state = 'running' "
+                      : "SELECT id FROM experiments WHERE state IN ('running', 'submitting') "
                         "OR id = (SELECT MAX(id) FROM experiments) ORDER BY id");
     while (q.step()) ids.push_back(q.i64(0));
   }
@@ -1111,10 +1663,12 @@ v1::LogsResponse Store::logs(int64_t job_id) {
   v1::LogsResponse r;
   *r.mutable_job() = summary_locked(job_id);
   {
-    Query q(*db_, "SELECT params_json, log, created_ms, reused_from FROM jobs WHERE id = ?");
+    Query q(*db_, "SELECT params_json, log, created_ms, reused_from, experiment_id FROM jobs WHERE id = ?");
     q.bind(job_id);
     q.step();
-    r.set_params_json(q.text(0));
+    const std::string& inner = shared_inner_locked(q.i64(4));
+    // With shared params: the merged object, canonical again for display.
+    r.set_params_json(inner.empty() ? q.text(0) : canonical_json(nlohmann::json::parse(with_shared(inner, q.text(0)))));
     r.set_log(q.text(1));
     v1::JobEvent* e = r.add_events();
     e->set_unix_ms(q.i64(2));
@@ -1168,6 +1722,8 @@ std::vector<v1::WorkerInfo> Store::workers() {
       w.add_current_job_ids(q.i64(0));
       w.add_current_job_names(q.text(1));
     }
+    if (auto r = running_.find(w.worker_id()); r != running_.end())
+      for (int64_t id : r->second) w.add_running_job_ids(id);
   }
   return out;
 }
@@ -1229,7 +1785,7 @@ std::vector<v1::Unschedulable> Store::unschedulable() {
   }
   std::vector<v1::Unschedulable> out;
   Query q(*db_,
-          "SELECT experiment_id, mem_bytes, COUNT(*), MIN(name) FROM jobs INDEXED BY jobs_by_mem "
+          "SELECT experiment_id, mem_bytes, COUNT(*), MIN(name), MAX(died_on) FROM jobs INDEXED BY jobs_by_mem "
           "WHERE state = 'pending' AND mem_bytes > ? GROUP BY experiment_id, mem_bytes ORDER BY experiment_id, mem_bytes");
   q.bind(largest);
   while (q.step()) {
@@ -1239,7 +1795,13 @@ std::vector<v1::Unschedulable> Store::unschedulable() {
     u.set_n_jobs(q.i64(2));
     u.set_example_job(q.text(3));
     u.set_largest_worker_bytes(largest);
-    u.set_reason("needs " + gib(u.mem_bytes()) + "; " +
+    // Raised after workers died running them (reap_expired): say so.
+    std::string died;
+    for (const auto& w : died_list(q.text(4))) died += (died.empty() ? "" : ", ") + w;
+    const std::string need = died.empty() ? "needs " + gib(u.mem_bytes())
+                                          : "needs more than " + gib(u.mem_bytes() - 1) + " (workers that died " +
+                                                "running it: " + died + ")";
+    u.set_reason(need + "; " +
                  (largest > 0    ? "largest live worker has " + gib(largest)
                   : n_live > 0 ? "no live worker registered its memory (spt-worker --memory)"
                                : "no live worker"));
@@ -1256,12 +1818,15 @@ v1::RegisterResponse Store::register_worker(const std::string& name, const v1::C
   (void)google::protobuf::util::MessageToJsonString(caps, &caps_json);
   v1::RegisterResponse r;
   r.set_worker_id("w-" + new_id(8));
+  r.set_worker_secret(new_id(32));
+  const std::string secret_sha = sha256_hex(r.worker_secret());
   r.set_lease_ttl_ms(static_cast<int>(opts_.lease_ttl_ms));
   r.set_heartbeat_ms(static_cast<int>(opts_.heartbeat_ms));
   Txn txn(*db_);
+  lapse_restarted_locked(name, caps.hostname(), now);  // issue 12: a restart's old leases go back at once
   Query(*db_,
         "INSERT INTO workers(id, name, caps_json, job_kinds_json, registered_ms, last_heartbeat_ms, loaded_models, "
-        "mem_bytes) VALUES(?, ?, ?, ?, ?, ?, '[]', ?)")
+        "mem_bytes, secret_sha256) VALUES(?, ?, ?, ?, ?, ?, '[]', ?, ?)")
       .bind(r.worker_id())
       .bind(name)
       .bind(caps_json)
@@ -1269,11 +1834,16 @@ v1::RegisterResponse Store::register_worker(const std::string& name, const v1::C
       .bind(now)
       .bind(now)
       .bind(std::max<int64_t>(0, caps.memory_bytes()))
+      .bind(secret_sha)
       .run();
   const std::string why = judge_canaries(r.worker_id(), canaries);
   if (!why.empty()) quarantine_locked(r.worker_id(), why, now);
   r.set_quarantined(why);
   txn.commit();
+  {
+    std::unique_lock<std::shared_mutex> sl(secrets_mu_);
+    secrets_[r.worker_id()] = secret_sha;
+  }
   // A bigger worker may take jobs nobody could hold so far.
   work_.notify_all();
   return r;
@@ -1359,18 +1929,24 @@ int Store::deregister_worker(const std::string& worker_id) {
   std::lock_guard<std::mutex> lk(mu_);
   Query(*db_, "DELETE FROM workers WHERE id = ?").bind(worker_id).run();
   drain_asked_.erase(worker_id);
+  running_.erase(worker_id);
+  std::unique_lock<std::shared_mutex> sl(secrets_mu_);
+  secrets_.erase(worker_id);
   return n;
 }
 
 int Store::prune_workers() {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = opts_.clock();
-  Query(*db_,
-        "DELETE FROM workers WHERE last_heartbeat_ms < ? AND id NOT IN "
-        "(SELECT lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT NULL)")
-      .bind(now - 3 * opts_.heartbeat_ms)
-      .run();
-  return static_cast<int>(db_->changes());
+  Query q(*db_,
+          "DELETE FROM workers WHERE last_heartbeat_ms < ? AND id NOT IN "
+          "(SELECT lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT NULL) RETURNING id");
+  q.bind(now - 3 * opts_.heartbeat_ms);
+  std::vector<std::string> gone;
+  while (q.step()) gone.push_back(q.text(0));
+  std::unique_lock<std::shared_mutex> sl(secrets_mu_);
+  for (const auto& id : gone) secrets_.erase(id);
+  return static_cast<int>(gone.size());
 }
 
 int Store::ask_drain(const std::string& name_or_id) {
@@ -1386,6 +1962,33 @@ int Store::ask_drain(const std::string& name_or_id) {
 bool Store::drain_asked(const std::string& worker_id) {
   std::lock_guard<std::mutex> lk(mu_);
   return drain_asked_.count(worker_id) != 0;
+}
+
+// ---- worker identity (issue 12)
+
+Store::WorkerCheck Store::check_worker_secret(const std::string& worker_id, const std::string& secret) {
+  std::string want;
+  bool cached = false;
+  {
+    std::shared_lock<std::shared_mutex> sl(secrets_mu_);
+    if (auto it = secrets_.find(worker_id); it != secrets_.end()) {
+      want = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {  // first sight since open (e.g. after a restart): read it once
+    std::lock_guard<std::mutex> lk(mu_);
+    Query q(*db_, "SELECT secret_sha256 FROM workers WHERE id = ?");
+    q.bind(worker_id);
+    if (!q.step() || q.text(0).empty()) return WorkerCheck::kUnknown;
+    want = q.text(0);
+    std::unique_lock<std::shared_mutex> sl(secrets_mu_);
+    secrets_[worker_id] = want;
+  }
+  // Digests have a fixed length, so the compare leaks nothing about the secret.
+  const std::string got = sha256_hex(secret);
+  return got.size() == want.size() && CRYPTO_memcmp(got.data(), want.data(), got.size()) == 0 ? WorkerCheck::kOk
+                                                                                               : WorkerCheck::kMismatch;
 }
 
 }  // namespace spt::server

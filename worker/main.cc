@@ -15,6 +15,9 @@
 #include "spt/version.h"
 #include "capabilities.h"
 #include "worker.h"
+#include "worker_metrics.h"
+#include "spt/json_log.h"
+#include "spt/metrics.h"
 
 namespace {
 
@@ -54,7 +57,15 @@ int main(int argc, char** argv) {
   CLI::App app{"spt-worker: leases spt jobs from an spt-server and runs them"};
   app.set_version_flag("--version", std::string("spt-worker ") + SPT_CODE_VERSION);
   app.add_option("--server", opt.server, "coordinator address host:port (env SPT_SERVER)")->capture_default_str();
-  app.add_option("--token-file", token_file, "file holding the bearer token (else env SPT_TOKEN / SPT_TOKEN_FILE)");
+  app.add_option("--token-file", token_file,
+                 "file holding the worker token (the server's <data-dir>/worker-token; else env SPT_TOKEN / "
+                 "SPT_TOKEN_FILE)");
+  // issue 12: TLS to the coordinator (env SPT_TLS_* when the flag is absent).
+  app.add_option("--tls-ca", opt.tls_ca, "PEM CA that signed the server's certificate; enables TLS (env SPT_TLS_CA)");
+  app.add_option("--tls-cert", opt.tls_cert, "PEM client certificate, for servers that require one (env SPT_TLS_CERT)");
+  app.add_option("--tls-key", opt.tls_key, "PEM key of --tls-cert (env SPT_TLS_KEY)");
+  app.add_option("--tls-server-name", opt.tls_server_name,
+                 "name to check in the server's certificate instead of --server's host (env SPT_TLS_SERVER_NAME)");
   app.add_option("--device", opt.device, "cpu | cuda | cuda:N | mps")
       ->capture_default_str()
       ->check([](const std::string& d) -> std::string {
@@ -98,20 +109,44 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "log verbosity")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  // issue 12 operations: JSON logs, Prometheus metrics.
+  std::string log_format = "text", metrics_listen;
+  app.add_option("--log-format", log_format, "text | json (one JSON object per line on stdout)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus GET /metrics and /healthz over plain HTTP on [HOST:]PORT (a bare PORT binds "
+                 "127.0.0.1; off by default; env SPT_METRICS_LISTEN)")
+      ->envname("SPT_METRICS_LISTEN")
+      ->check([](const std::string& v) -> std::string {
+        try {
+          spt::metrics::normalize_listen(v);
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      });
   app.footer(spt::cli::footer(
-      {{"spt-worker --server coordinator:7070 --token-file token", "one CPU worker"},
+      {{"spt-worker --server coordinator:7070 --token-file worker-token", "one CPU worker"},
        {"spt-worker --server coordinator --device cuda --slots 1", "a GPU worker (port defaults to 7070)"},
        {"kill -TERM <pid>", "drain: finish running jobs, hand the rest back, exit"}},
       {{"SPT_SERVER", "coordinator address (when --server is not given)"},
-       {"SPT_TOKEN / SPT_TOKEN_FILE", "bearer token, or the file holding it"},
+       {"SPT_TOKEN / SPT_TOKEN_FILE", "worker token, or the file holding it"},
+       {"SPT_TLS_CA, SPT_TLS_CERT, SPT_TLS_KEY", "as --tls-ca, --tls-cert, --tls-key (SPT_TLS_SERVER_NAME too)"},
        {"SPT_CACHE_DIR", "model/dataset cache (when --cache-dir is not given)"},
        {"SPT_TOKENIZER_DIR", "GPT-2 tokenizer files (vocab.json, merges.txt), overriding the built-in search"},
        {"SPT_MODEL_CACHE", "models kept loaded per worker (default 2)"}}));
   if (const int rc = spt::cli::parse(app, argc, argv); rc >= 0) return rc;
   opt.server = spt::cli::with_default_port(opt.server, spt::cli::kDefaultPort);
+  {
+    spt::rpc::TlsOptions t{opt.tls_ca, opt.tls_cert, opt.tls_key, opt.tls_server_name};
+    spt::rpc::tls_from_env(t);
+    opt.tls_ca = t.ca_file, opt.tls_cert = t.cert_file, opt.tls_key = t.key_file, opt.tls_server_name = t.server_name;
+  }
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [" + opt.name + "] %^%l%$ %v");
+  if (log_format == "json") spt::log::use_json_format("spt-worker", {{"worker", opt.name}});
   try {
     opt.token = spt::rpc::load_token("", token_file);
   } catch (const std::exception& e) {
@@ -174,6 +209,18 @@ int main(int argc, char** argv) {
       }
     }
   }).detach();
+  std::unique_ptr<spt::worker::WorkerMetrics> metrics;
+  std::unique_ptr<spt::metrics::HttpEndpoint> metrics_http;
+  if (!metrics_listen.empty()) {
+    try {
+      metrics = std::make_unique<spt::worker::WorkerMetrics>(worker, reg, opt);
+      metrics_http = spt::metrics::HttpEndpoint::start(metrics_listen, [m = metrics.get()] { return m->render(); });
+      spdlog::info("metrics on http://{}/metrics", metrics_http->address());
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+      return 1;
+    }
+  }
   try {
     return worker.run();
   } catch (const std::exception& e) {

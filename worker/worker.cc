@@ -32,6 +32,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr size_t kFlushCount = 64;         // report as soon as this many results wait
 constexpr auto kFlushDelay = std::chrono::milliseconds(20);  // ... or this long after the first
 constexpr size_t kMaxReportBatch = 1024;   // keeps a Report far below the message cap
+constexpr size_t kMaxReportBytes = 8 << 20;  // ... and so does this, for large results
 constexpr double kRpcTimeoutS = 30;
 constexpr double kReleaseTimeoutS = 5;
 constexpr double kRegisterTimeoutS = 5;    // short, so an absent server is reported soon
@@ -167,6 +168,7 @@ struct Worker::Impl {
   std::mutex mu;      // everything below
   std::condition_variable cv_work, cv_lease, cv_results, cv_drain, cv_wake;
   std::string worker_id;
+  std::string worker_secret;  // proves worker_id: sent with every RPC naming it (RegisterResponse.worker_secret)
   int heartbeat_ms = 2000;
   std::unordered_map<std::string, Held> held;  // by lease id
   std::deque<std::shared_ptr<Group>> queue;     // leased, not started
@@ -180,6 +182,7 @@ struct Worker::Impl {
   SteadyClock::time_point drain_deadline;
   int fatal = 0;
   int64_t n_reported = 0, n_refused = 0, n_lost = 0;
+  int64_t n_ok = 0, n_failed = 0;  // outcomes queued for report (metrics, Worker::stats)
   // Contact with the server, so an outage logs once and every loop retries
   // as soon as any one of them gets through.
   bool unreachable = false;
@@ -236,6 +239,9 @@ struct Worker::Impl {
     }
   }
 
+  std::atomic<bool> tls_diagnosed{false};  // a TLS mistake was logged
+  rpc::TlsOptions tls_options() const { return {opt.tls_ca, opt.tls_cert, opt.tls_key, opt.tls_server_name}; }
+
   std::string current_id() {
     std::lock_guard<std::mutex> g(mu);
     return worker_id;
@@ -267,6 +273,7 @@ struct Worker::Impl {
   void reregister(const std::string& stale);
   void lease_loop();
   void accept(v1::LeaseResponse& resp);
+  void fetch_inputs(v1::Job& job);
   void exec_loop();
   void run_group(const std::shared_ptr<Group>& g);
   void answer_locked(Group& g, size_t i, Outcome o, bool progress);
@@ -306,6 +313,7 @@ bool Worker::Impl::register_once(bool* retry) {
     {
       std::lock_guard<std::mutex> g(mu);
       worker_id = resp.worker_id();
+      worker_secret = resp.worker_secret();
       if (resp.heartbeat_ms() > 0) heartbeat_ms = resp.heartbeat_ms();
       quarantined.clear();  // a new id starts unquarantined unless told otherwise
       spdlog::info("registered with {} as {} (worker id {}, lease ttl {} ms, heartbeat {} ms, {} kinds, {:.1f} GiB)",
@@ -319,12 +327,21 @@ bool Worker::Impl::register_once(bool* retry) {
   if (code == grpc::UNAUTHENTICATED || code == grpc::PERMISSION_DENIED || code == grpc::INVALID_ARGUMENT) {
     spdlog::error("server {} refused registration: {}{}", opt.server, rpc::status_text(s),
                   code == grpc::INVALID_ARGUMENT ? ""
-                                                 : " (check --token-file / SPT_TOKEN against the server's token)");
+                                                 : " (check --token-file / SPT_TOKEN: workers need the server's worker token, "
+                                                   "<data-dir>/worker-token)");
     std::lock_guard<std::mutex> g(mu);
     fatal = 2;
     return false;
   }
   if (!is_transient(s.error_code())) spdlog::warn("cannot register with {}: {}", opt.server, rpc::status_text(s));
+  // Name a TLS mistake once (gRPC reports it as unreachable); until one is
+  // found each failed attempt probes again (the server may not be up yet).
+  if ((code == grpc::UNAVAILABLE || code == grpc::DEADLINE_EXCEEDED) && !tls_diagnosed.load()) {
+    if (const std::string why = rpc::diagnose_tls(opt.server, tls_options()); !why.empty()) {
+      tls_diagnosed = true;
+      spdlog::error("TLS: {} (retrying)", why);
+    }
+  }
   *retry = true;
   return false;
 }
@@ -448,7 +465,7 @@ void Worker::Impl::lease_loop() {
   Backoff b;
   const std::vector<std::string> no_models;
   for (;;) {
-    std::string id;
+    std::string id, secret;
     {
       std::unique_lock<std::mutex> lk(mu);
       // At most one batch waits for a slot; the rest stays with the server.
@@ -457,9 +474,11 @@ void Worker::Impl::lease_loop() {
       cv_lease.wait(lk, [&] { return draining || (queued_jobs == 0 && !exclusive_busy_locked()); });
       if (draining) return;
       id = worker_id;
+      secret = worker_secret;
     }
     v1::LeaseRequest req;
     req.set_worker_id(id);
+    req.set_worker_secret(secret);
     req.set_max_jobs(opt.batch);
     req.set_wait_ms(opt.lease_wait_ms);
     for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
@@ -501,6 +520,19 @@ void Worker::Impl::lease_loop() {
   }
 }
 
+// Fills job.inputs from the blob job.inputs_sha256 names (a serialised
+// JobInputs), then drops the local copy: it serves this lease only.
+void Worker::Impl::fetch_inputs(v1::Job& job) {
+  const std::string path = blobs->fetch(job.inputs_sha256());
+  const std::string bytes = read_file(path);
+  std::error_code ec;
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path(), ec);
+  v1::JobInputs all;
+  if (!all.ParseFromString(bytes)) throw std::runtime_error("the blob is not a serialised JobInputs");
+  job.mutable_inputs()->Swap(all.mutable_inputs());
+  spdlog::debug("job {}: {} inputs ({} bytes) fetched as a blob", job.job_id(), job.inputs_size(), bytes.size());
+}
+
 // Turns leased jobs into groups (by kind) and queues them; jobs that cannot
 // run here fail at once.
 void Worker::Impl::accept(v1::LeaseResponse& resp) {
@@ -527,6 +559,16 @@ void Worker::Impl::accept(v1::LeaseResponse& resp) {
     spec.kind = job.kind();
     spec.model = job.model();
     spec.attempt = job.attempt();
+    if (!job.inputs_sha256().empty()) {
+      // Inputs too big for the lease come as one blob (issue 12).
+      try {
+        fetch_inputs(job);
+      } catch (const std::exception& e) {
+        fail_now(job, std::string("cannot fetch this job's inputs (blob ") + job.inputs_sha256() + "): " + e.what(),
+                 true);
+        continue;
+      }
+    }
     try {
       spec.params = job.params_json().empty() ? nlohmann::json::object() : nlohmann::json::parse(job.params_json());
       for (const auto& in : job.inputs())
@@ -666,6 +708,7 @@ void Worker::Impl::answer_locked(Group& g, size_t i, Outcome o, bool progress) {
 }
 
 void Worker::Impl::push_result_locked(Pending p) {
+  ++(p.r.ok() ? n_ok : n_failed);
   if (results.empty()) first_result_at = SteadyClock::now();
   results.push_back(std::move(p));
   if (results.size() == 1 || results.size() == kFlushCount) cv_results.notify_one();
@@ -686,7 +729,7 @@ void Worker::Impl::reporter_loop() {
   size_t single_left = 0;  // after a batch was rejected as invalid: report one by one
   for (;;) {
     std::vector<Pending> batch;
-    std::string id;
+    std::string id, secret;
     {
       std::unique_lock<std::mutex> lk(mu);
       cv_results.wait(lk, [&] { return reporter_shutdown || !results.empty(); });
@@ -696,12 +739,14 @@ void Worker::Impl::reporter_loop() {
                               [&] { return reporter_shutdown || results.size() >= kFlushCount; });
       if (reporter_shutdown) return;
       const size_t n = single_left ? 1 : kMaxReportBatch;
-      while (batch.size() < n && !results.empty()) {
+      size_t bytes = 0;  // results up to the server's --max-result-bytes each: bound the batch by size too
+      while (batch.size() < n && !results.empty() && bytes < kMaxReportBytes) {
         Pending p = std::move(results.front());
         results.pop_front();
         auto it = held.find(p.r.lease_id());
         if (it == held.end()) continue;  // lost: drop
         it->second.in_report = true;
+        bytes += p.r.result_json().size() + p.r.log().size() + p.r.error().size();
         batch.push_back(std::move(p));
       }
       if (!results.empty()) first_result_at = SteadyClock::now();
@@ -711,6 +756,7 @@ void Worker::Impl::reporter_loop() {
       }
       reporting = true;
       id = worker_id;
+      secret = worker_secret;
     }
 
     // Artifacts first: a reported result must only name uploaded blobs.
@@ -756,6 +802,7 @@ void Worker::Impl::reporter_loop() {
 
     v1::ReportRequest req;
     req.set_worker_id(id);
+    req.set_worker_secret(secret);
     for (const auto& p : batch) *req.add_results() = p.r;
     v1::ReportResponse resp;
     grpc::ClientContext ctx;
@@ -770,6 +817,11 @@ void Worker::Impl::reporter_loop() {
       cv_lease.notify_all();  // exclusive_busy_locked
       n_reported += resp.accepted_size();
       n_refused += resp.refused_size();
+      // Settled all the same (stored as the job's failure, or refused): the
+      // results are dropped above, never resent.
+      for (const auto& pr : resp.problems())
+        spdlog::error("the server {} the result of job {}: {}",
+                      pr.stored_as_failure() ? "stored as a failure" : "refused", pr.job_id(), pr.reason());
       if (resp.refused_size())
         spdlog::debug("server refused {} results (leases no longer current)", resp.refused_size());
       if (single_left) --single_left;
@@ -837,6 +889,7 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
     std::lock_guard<std::mutex> lk(mu);
     hb_ms = heartbeat_ms;
     req.set_worker_id(worker_id);
+    req.set_worker_secret(worker_secret);
     for (const auto& [lease, h] : held)
       if (!h.in_report) req.add_lease_ids(lease);
     for (const auto& g : running)
@@ -939,7 +992,11 @@ std::vector<std::string> Worker::Impl::hand_back_locked(Group& g) {
 void Worker::Impl::release(const std::vector<std::string>& leases, const char* why) {
   if (leases.empty()) return;
   v1::ReleaseRequest req;
-  req.set_worker_id(current_id());
+  {
+    std::lock_guard<std::mutex> g(mu);
+    req.set_worker_id(worker_id);
+    req.set_worker_secret(worker_secret);
+  }
   for (const auto& l : leases) req.add_lease_ids(l);
   v1::ReleaseResponse resp;
   grpc::ClientContext ctx;
@@ -955,10 +1012,13 @@ void Worker::Impl::release(const std::vector<std::string>& leases, const char* w
 // A clean exit leaves the coordinator's worker list at once (its leases,
 // all handed back above, would be released too).
 void Worker::Impl::deregister() {
-  const std::string id = current_id();
-  if (id.empty()) return;
   v1::DeregisterRequest req;
-  req.set_worker_id(id);
+  {
+    std::lock_guard<std::mutex> g(mu);
+    req.set_worker_id(worker_id);
+    req.set_worker_secret(worker_secret);
+  }
+  if (req.worker_id().empty()) return;
   v1::DeregisterResponse resp;
   grpc::ClientContext ctx;
   rpc::prepare(ctx, opt.token, kReleaseTimeoutS, true);
@@ -985,7 +1045,7 @@ int Worker::Impl::run() {
   const std::string scratch = (fs::path(opt.cache_dir) / "scratch" / (opt.name + "-" + std::to_string(getpid()))).string();
   fs::create_directories(opt.cache_dir);
   fs::create_directories(scratch);
-  channel = rpc::make_channel(opt.server);
+  channel = rpc::make_channel(opt.server, tls_options());
   stub = v1::WorkerService::NewStub(channel);
   blobs = std::make_unique<BlobCache>((fs::path(opt.cache_dir) / "blobs").string(), stub.get(), opt.token);
   base_ctx.device = opt.device;
@@ -1085,5 +1145,23 @@ Worker::Worker(Options opt, ExecutorRegistry& reg) : impl_(std::make_unique<Impl
 Worker::~Worker() = default;
 int Worker::run() { return impl_->run(); }
 void Worker::drain() { impl_->drain(); }
+
+Worker::Stats Worker::stats() const {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lk(m.mu);
+  Stats s;
+  s.worker_id = m.worker_id;
+  s.quarantined = m.quarantined;
+  s.draining = m.draining;
+  s.jobs_ok = m.n_ok;
+  s.jobs_failed = m.n_failed;
+  s.results_accepted = m.n_reported;
+  s.results_refused = m.n_refused;
+  s.leases_lost = m.n_lost;
+  s.leases_held = static_cast<int64_t>(m.held.size());
+  s.jobs_queued = static_cast<int64_t>(m.queued_jobs);
+  for (const auto& g : m.running) s.jobs_running += static_cast<int64_t>(g->specs.size() - g->n_answered);
+  return s;
+}
 
 }  // namespace spt::worker

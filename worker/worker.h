@@ -17,7 +17,13 @@
 //    its job is not started, or its group is told to stop once no job in it
 //    is still wanted, and its result is never reported.
 //  - Results are reported in batches (>= 64 results or 20 ms, whichever is
-//    first). Artifacts are uploaded before the result that names them.
+//    first; at most 1024 results or about 8 MiB). Artifacts are uploaded
+//    before the result that names them. A result the server lists in
+//    ReportResponse.problems was settled anyway (stored as its job's failure,
+//    or refused): it is logged and dropped, never resent.
+//  - A job whose inputs come as a blob (Job.inputs_sha256) has them fetched
+//    (FetchBlob) before it is queued, and the local copy removed; a fetch
+//    that fails fails the job (retryable).
 //  - Timeouts bound progress: a group that reports nothing for a job's
 //    timeout_s (the job's own, else Options::job_timeout_s) fails its
 //    unfinished jobs with "timed out after S s" (retryable), so a sequential
@@ -25,6 +31,10 @@
 //  - When the server is unreachable every RPC loop backs off exponentially
 //    (0.1 s doubling, capped at 5 s); finished results are kept and reported
 //    after reconnecting; NOT_FOUND for our worker id means re-register.
+//  - Identity: Register returns a worker secret; every RPC naming our
+//    worker id (Lease, Heartbeat, Report, Release, Deregister) carries it,
+//    and a re-registration replaces both. The token must have the worker
+//    role (the server's worker token; its admin token also works).
 //  - Memory: registers Options::memory_bytes, else what the device has
 //    (capabilities.h); the server leases it only jobs whose planned memory
 //    fits.
@@ -63,6 +73,8 @@ struct Options {
   std::vector<std::string> models;  // models it can load without fetching
   int64_t memory_bytes = 0;       // memory it registers; 0 = probe the device
   double canary_every_s = 3600;   // periodic canary; 0 = only at registration
+  // TLS (issue 12; rpc::TlsOptions): a CA file turns it on.
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
 };
 
 class Worker {
@@ -79,6 +91,16 @@ class Worker {
 
   // Begins the drain; thread-safe, idempotent, returns at once.
   void drain();
+
+  // A snapshot for metrics (issue 12); thread-safe, takes the worker's lock briefly.
+  struct Stats {
+    std::string worker_id, quarantined;  // "" until registered / when not quarantined
+    bool draining = false;
+    int64_t jobs_ok = 0, jobs_failed = 0;  // outcomes of held leases (failures include timeouts)
+    int64_t results_accepted = 0, results_refused = 0, leases_lost = 0;
+    int64_t leases_held = 0, jobs_running = 0, jobs_queued = 0;
+  };
+  Stats stats() const;
 
  private:
   struct Impl;

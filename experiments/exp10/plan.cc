@@ -116,6 +116,9 @@ void add_model_jobs(Builder& b, const std::string& parts, const std::string& P, 
                 extra);
   };
 
+  // Every part set includes part a, one job per head: refuse an oversized
+  // model before its head lists are built (the job budget, plans.h).
+  plan_room(int64_t{L} * H);
   const auto heads = spt::exp10::all_heads(L, H);
   const auto heads_l1 = spt::exp10::all_heads(L, H, 1);
   const int n_all = L * H, n_l1 = (L - 1) * H;

@@ -61,7 +61,7 @@ LocalRun run_plan_in_process(const plan::Plan& p, ExecutorRegistry& reg, ExecCon
         s.experiment = p.experiment;
         s.name = j->name;
         s.kind = j->kind;
-        s.params = j->params;
+        s.params = plan::job_params(p, *j);  // shared + own
         s.model = j->model;
         for (const auto& d : j->deps) s.inputs.push_back({d, by_name.at(d)->kind, run.results.at(d)});
         batch.push_back(std::move(s));

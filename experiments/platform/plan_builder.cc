@@ -199,6 +199,7 @@ std::vector<ChunkRange> chunk_ranges(int64_t n_chunks, int64_t per_unit) {
 JobSpec& Builder::add(const std::string& name, const std::string& kind, json params, std::vector<std::string> deps,
                       bool reduce) {
   if (!names.insert(name).second) throw std::logic_error("plan bug: duplicate job " + name);
+  count_job();  // the submission's job budget (plans.h)
   JobSpec j;
   j.name = name;
   j.kind = kind;

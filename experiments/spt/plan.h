@@ -38,6 +38,10 @@ struct Request {
   std::string experiment;          // "selftest", "exp10", ...
   std::string parts;               // "" = the experiment's default parts
   std::map<std::string, std::string> params;  // --param k=v, already split
+  // Job budget (the coordinator's --max-jobs-per-submission); 0 = none.
+  // make_plan throws PlanTooLarge as soon as the plan is known to exceed
+  // it, before the excess is built, so an oversized request costs little.
+  int64_t max_jobs = 0;
 };
 
 struct Plan {
@@ -45,7 +49,15 @@ struct Plan {
   std::string parts;               // normalised (e.g. sorted, deps added)
   nlohmann::json params;           // normalised, with defaults filled in
   std::vector<JobSpec> jobs;
+  // Params every job carries (a JSON object; selftest: all of its params,
+  // the tag included), kept once rather than copied into each job. A job's
+  // params are `shared` plus its own `params` (job_params()); the two never
+  // share a key. The coordinator stores them once per experiment.
+  nlohmann::json shared = nlohmann::json::object();
 };
+
+// The params an executor sees: the plan's shared params and the job's own.
+nlohmann::json job_params(const Plan& plan, const JobSpec& job);
 
 // A submission the user must fix; the message says what and how.
 class PlanError : public std::invalid_argument {
@@ -53,8 +65,18 @@ class PlanError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// The plan would have more jobs than Request::max_jobs allows.
+class PlanTooLarge : public PlanError {
+ public:
+  PlanTooLarge(const std::string& what, int64_t at_least, int64_t limit)
+      : PlanError(what), at_least(at_least), limit(limit) {}
+  int64_t at_least;  // jobs the plan was found to need (a lower bound)
+  int64_t limit;     // Request::max_jobs
+};
+
 // Expands a request; throws PlanError for unknown experiments, parts or
-// params, and for values of the wrong type or range.
+// params, and for values of the wrong type or range; PlanTooLarge past
+// Request::max_jobs.
 Plan make_plan(const Request& req);
 
 // Names of the experiments this build can plan, for help texts.

@@ -77,6 +77,17 @@ int FakeCoordinator::heartbeats() {
   std::lock_guard<std::mutex> lk(mu_);
   return n_heartbeats_;
 }
+int FakeCoordinator::secret_mismatches() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return n_secret_mismatches_;
+}
+
+grpc::Status FakeCoordinator::identify_locked(const std::string& id, const std::string& secret) {
+  if (!known_locked(id)) return {grpc::NOT_FOUND, "unknown worker " + id};
+  if (secret_of_[id] == secret) return grpc::Status::OK;
+  ++n_secret_mismatches_;
+  return {grpc::PERMISSION_DENIED, "worker secret does not match worker id " + id};
+}
 std::map<std::string, std::string> FakeCoordinator::blobs() {
   std::lock_guard<std::mutex> lk(mu_);
   std::map<std::string, std::string> out;
@@ -95,6 +106,7 @@ grpc::Status FakeCoordinator::Register(grpc::ServerContext*, const v1::RegisterR
   ids_.insert(id);
   caps_.push_back(req->capabilities());
   resp->set_worker_id(id);
+  resp->set_worker_secret(secret_of_[id] = "secret-of-" + id);
   resp->set_heartbeat_ms(hb_ms_);
   resp->set_lease_ttl_ms(ttl_ms_);
   return grpc::Status::OK;
@@ -103,7 +115,7 @@ grpc::Status FakeCoordinator::Register(grpc::ServerContext*, const v1::RegisterR
 grpc::Status FakeCoordinator::Lease(grpc::ServerContext* ctx, const v1::LeaseRequest* req, v1::LeaseResponse* resp) {
   std::unique_lock<std::mutex> lk(mu_);
   ++n_lease_calls_;
-  if (!known_locked(req->worker_id())) return {grpc::NOT_FOUND, "unknown worker " + req->worker_id()};
+  if (auto s = identify_locked(req->worker_id(), req->worker_secret()); !s.ok()) return s;
   const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(req->wait_ms());
   while (queue_.empty() && std::chrono::steady_clock::now() < end && !ctx->IsCancelled() && serving_)
     cv_.wait_for(lk, std::chrono::milliseconds(50));
@@ -122,7 +134,7 @@ grpc::Status FakeCoordinator::Heartbeat(grpc::ServerContext*, const v1::Heartbea
                                         v1::HeartbeatResponse* resp) {
   std::lock_guard<std::mutex> lk(mu_);
   ++n_heartbeats_;
-  if (!known_locked(req->worker_id())) return {grpc::NOT_FOUND, "unknown worker " + req->worker_id()};
+  if (auto s = identify_locked(req->worker_id(), req->worker_secret()); !s.ok()) return s;
   for (const auto& l : req->lease_ids()) {
     auto it = leased_.find(l);
     if (it != leased_.end() && to_lose_.count(it->second.job_id())) {
@@ -135,7 +147,7 @@ grpc::Status FakeCoordinator::Heartbeat(grpc::ServerContext*, const v1::Heartbea
 
 grpc::Status FakeCoordinator::Report(grpc::ServerContext*, const v1::ReportRequest* req, v1::ReportResponse* resp) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (!known_locked(req->worker_id())) return {grpc::NOT_FOUND, "unknown worker " + req->worker_id()};
+  if (auto s = identify_locked(req->worker_id(), req->worker_secret()); !s.ok()) return s;
   for (const auto& r : req->results()) {
     results_.push_back(r);  // recorded even when stale, so tests see duplicates
     if (leased_.erase(r.lease_id()))
@@ -148,6 +160,7 @@ grpc::Status FakeCoordinator::Report(grpc::ServerContext*, const v1::ReportReque
 
 grpc::Status FakeCoordinator::Release(grpc::ServerContext*, const v1::ReleaseRequest* req, v1::ReleaseResponse* resp) {
   std::lock_guard<std::mutex> lk(mu_);
+  if (known_locked(req->worker_id())) (void)identify_locked(req->worker_id(), req->worker_secret());  // counts only
   int n = 0;
   for (const auto& l : req->lease_ids()) {
     released_.push_back(l);

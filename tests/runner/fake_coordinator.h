@@ -45,6 +45,10 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   int registrations();
   int lease_calls();
   int heartbeats();
+  // Worker RPCs whose worker_secret was not the one Register issued for
+  // their worker_id (each is refused with PERMISSION_DENIED, except Release,
+  // which is only counted).
+  int secret_mismatches();
   std::map<std::string, std::string> blobs();  // sha256 -> bytes
   std::vector<v1::Capabilities> capabilities();
 
@@ -58,6 +62,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
 
  private:
   bool known_locked(const std::string& id) const { return ids_.count(id) && !forgotten_.count(id); }
+  // NOT_FOUND for an unknown id, PERMISSION_DENIED (counted) for a wrong secret.
+  grpc::Status identify_locked(const std::string& id, const std::string& secret);
 
   const int hb_ms_, ttl_ms_;
   int port_ = 0;
@@ -69,6 +75,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::map<int64_t, std::string> lease_of_;
   std::set<int64_t> to_lose_;
   std::set<std::string> ids_, forgotten_;
+  std::map<std::string, std::string> secret_of_;  // worker id -> the secret Register issued
+  int n_secret_mismatches_ = 0;
   std::vector<v1::JobResult> results_;
   std::vector<std::string> released_;
   std::vector<v1::Capabilities> caps_;

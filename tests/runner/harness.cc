@@ -197,7 +197,9 @@ Server::Server(const TempDir& dir, ServerOptions opt, int port)
   log_ = dir.file("server.log");
   token_file_ = dir.file("token");
   if (!opt_.token.empty()) std::ofstream(token_file_) << opt_.token << "\n";
-  channel_ = rpc::make_channel(address());
+  if (!opt_.worker_token.empty()) std::ofstream(dir.file("worker-token")) << opt_.worker_token << "\n";
+  if (!opt_.submitter_token.empty()) std::ofstream(dir.file("submitter-token")) << opt_.submitter_token << "\n";
+  channel_ = rpc::make_channel(address(), opt_.client_tls);
   control_ = v1::ControlService::NewStub(channel_);
   workers_ = v1::WorkerService::NewStub(channel_);
 }
@@ -217,6 +219,17 @@ std::vector<std::string> Server::argv() const {
     a.push_back("--token-file");
     a.push_back(token_file_);
   }
+  if (!opt_.worker_token.empty()) {
+    a.push_back("--worker-token-file");
+    a.push_back(dir_.file("worker-token"));
+  }
+  if (!opt_.submitter_token.empty()) {
+    a.push_back("--submitter-token-file");
+    a.push_back(dir_.file("submitter-token"));
+  }
+  for (const auto& [flag, file] : {std::pair{"--tls-cert", opt_.tls_cert}, {"--tls-key", opt_.tls_key},
+                                    {"--tls-client-ca", opt_.tls_client_ca}})
+    if (!file.empty()) a.insert(a.end(), {flag, file});
   for (const auto& x : opt_.extra) a.push_back(x);
   return a;
 }
@@ -247,6 +260,38 @@ v1::ControlService::Stub& Server::control() { return *control_; }
 v1::WorkerService::Stub& Server::workers() { return *workers_; }
 
 void Server::prepare(grpc::ClientContext& ctx, double timeout_s) const { rpc::prepare(ctx, opt_.token, timeout_s, true); }
+void Server::prepare_as(grpc::ClientContext& ctx, const std::string& token, double timeout_s) const {
+  rpc::prepare(ctx, token, timeout_s, true);
+}
+
+LabCerts make_lab_certs(const std::string& out) {
+  const RunResult r = run({"/bin/bash", SPT_CERTS_SCRIPT, out}, {}, 60);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  return {out + "/ca.pem",     out + "/ca.key",     out + "/server.pem",
+          out + "/server.key", out + "/client.pem", out + "/client.key"};
+}
+
+void LabCerts::apply(ServerOptions& o, bool mtls) const {
+  o.tls_cert = server_cert;
+  o.tls_key = server_key;
+  o.tls_client_ca = mtls ? ca : "";
+  o.client_tls = client(mtls);
+}
+
+rpc::TlsOptions LabCerts::client(bool client_cert) const {
+  rpc::TlsOptions t;
+  t.ca_file = ca;
+  if (client_cert) t.cert_file = this->client_cert, t.key_file = client_key;
+  return t;
+}
+
+std::vector<std::string> tls_flags(const rpc::TlsOptions& tls) {
+  std::vector<std::string> f;
+  for (const auto& [flag, v] : {std::pair{"--tls-ca", tls.ca_file}, {"--tls-cert", tls.cert_file},
+                                {"--tls-key", tls.key_file}, {"--tls-server-name", tls.server_name}})
+    if (!v.empty()) f.insert(f.end(), {flag, v});
+  return f;
+}
 
 std::unique_ptr<Process> start_worker(const TempDir& dir, const std::string& server_address, const std::string& token,
                                       const WorkerOptions& opt) {

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/connection.h"
 #include "spt/v1/spt.grpc.pb.h"
 
 namespace spt::test {
@@ -77,12 +78,35 @@ std::string client_bin();
 // An spt-server child on a loopback port with its db in `dir`.
 struct ServerOptions {
   std::string token = "test-token";  // "" = start without auth
+  // Role tokens (issue 12): the worker role runs jobs only, the submitter
+  // role submits and inspects. Tests keep using the admin `token` unless
+  // they opt in. "" = the server generates them into its data dir.
+  std::string worker_token = "test-worker-token";
+  std::string submitter_token = "test-submitter-token";
   int lease_ttl_ms = 3000;
   int heartbeat_ms = 500;
   int max_attempts = 5;
   int backoff_ms = 50;
   std::vector<std::string> extra;
+  // TLS (issue 12): the server's --tls-cert/--tls-key/--tls-client-ca, and
+  // how the harness's own channel connects (its CA, client certificate).
+  std::string tls_cert, tls_key, tls_client_ca;
+  rpc::TlsOptions client_tls;
 };
+
+// A lab's certificates, made by scripts/spt-certs.sh in `out` (CA, server
+// certificate for localhost/127.0.0.1, client certificate). Asserts success.
+struct LabCerts {
+  std::string ca, ca_key, server_cert, server_key, client_cert, client_key;
+  // Server options for TLS with these files; `mtls` also requires client certificates.
+  void apply(ServerOptions& o, bool mtls = false) const;
+  // Client-side options: the CA, and with `client_cert` the client certificate.
+  rpc::TlsOptions client(bool client_cert = false) const;
+};
+LabCerts make_lab_certs(const std::string& out);
+
+// "--tls-ca X [--tls-cert Y --tls-key Z] [--tls-server-name N]" for worker and client command lines.
+std::vector<std::string> tls_flags(const rpc::TlsOptions& tls);
 
 class Server {
  public:
@@ -97,6 +121,9 @@ class Server {
   std::string db() const { return db_; }
   std::string token_file() const { return token_file_; }
   const std::string& token() const { return opt_.token; }
+  const std::string& worker_token() const { return opt_.worker_token; }
+  const std::string& submitter_token() const { return opt_.submitter_token; }
+  std::string data_dir() const { return data_; }
   Process* process() { return proc_.get(); }
   std::vector<std::string> argv() const;
   std::string log_path() const { return log_; }
@@ -105,6 +132,8 @@ class Server {
   v1::ControlService::Stub& control();
   v1::WorkerService::Stub& workers();
   void prepare(grpc::ClientContext& ctx, double timeout_s = 10) const;
+  // As prepare(), with another token (e.g. worker_token()).
+  void prepare_as(grpc::ClientContext& ctx, const std::string& token, double timeout_s = 10) const;
 
  private:
   const TempDir& dir_;

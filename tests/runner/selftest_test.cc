@@ -205,11 +205,11 @@ TEST(Selftest, PlanAndExecutorAgree) {
   for (const auto& j : p.jobs) {
     if (j.kind == "selftest.reduce") {
       auto inputs = std::move(reduce.inputs);
-      reduce = job(j.kind, j.params);
+      reduce = job(j.kind, plan::job_params(p, j));
       reduce.inputs = std::move(inputs);
       continue;
     }
-    auto o = run(*ex, {job(j.kind, j.params)});
+    auto o = run(*ex, {job(j.kind, plan::job_params(p, j))});
     ASSERT_TRUE(o[0].ok) << o[0].error;
     reduce.inputs.push_back({j.name, j.kind, o[0].result});
   }
@@ -234,7 +234,8 @@ TEST(Selftest, ExclusiveEveryMarksEveryKthMapJobAndResultsSayWhereAndWhen) {
   auto ex = selftest::make_executor();
   ExecContext ctx;
   ctx.worker_name = "box";
-  const auto out = run(*ex, {job("selftest.map", p.jobs[5].params), job("selftest.map", p.jobs[4].params)}, &ctx);
+  const auto out = run(*ex, {job("selftest.map", plan::job_params(p, p.jobs[5])),
+                                job("selftest.map", plan::job_params(p, p.jobs[4]))}, &ctx);
   ASSERT_TRUE(out[0].ok && out[1].ok);
   EXPECT_EQ(out[0].result["worker"], "box");
   EXPECT_EQ(out[0].result["exclusive"], true);
@@ -248,7 +249,7 @@ TEST(Selftest, ExclusiveEveryMarksEveryKthMapJobAndResultsSayWhereAndWhen) {
   const plan::Plan plain = plan::make_plan(req);
   for (const auto& j : plain.jobs) EXPECT_FALSE(j.exclusive) << j.name;
   EXPECT_FALSE(plain.params.contains("exclusive_every"));
-  const auto o = run(*ex, {job("selftest.map", plain.jobs[5].params)}, &ctx);
+  const auto o = run(*ex, {job("selftest.map", plan::job_params(plain, plain.jobs[5]))}, &ctx);
   EXPECT_FALSE(o[0].result.contains("worker"));
   req.params = {{"n", "9"}, {"exclusive_every", "-1"}};
   EXPECT_THROW(plan::make_plan(req), plan::PlanError);

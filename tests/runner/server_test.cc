@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include "spt/hash.h"
 
@@ -50,6 +51,7 @@ class ServerTest : public ::testing::Test {
     req.mutable_capabilities()->add_job_kinds("selftest.reduce");
     v1::RegisterResponse resp;
     EXPECT_TRUE(worker_->Register(ctx().get(), req, &resp).ok());
+    secrets_[resp.worker_id()] = resp.worker_secret();  // worker RPCs must carry it (issue 12)
     return resp.worker_id();
   }
   int64_t submit_selftest(int n) {
@@ -65,6 +67,7 @@ class ServerTest : public ::testing::Test {
   v1::LeaseResponse lease(const std::string& w, int max = 100) {
     v1::LeaseRequest req;
     req.set_worker_id(w);
+    req.set_worker_secret(secrets_[w]);
     req.set_max_jobs(max);
     v1::LeaseResponse resp;
     EXPECT_TRUE(worker_->Lease(ctx().get(), req, &resp).ok());
@@ -75,6 +78,7 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::WorkerService::Stub> worker_;
   std::unique_ptr<v1::ControlService::Stub> control_;
+  std::map<std::string, std::string> secrets_;  // worker id -> RegisterResponse.worker_secret
 };
 
 TEST_F(ServerTest, EveryServiceRequiresTheBearerToken) {
@@ -131,6 +135,7 @@ TEST_F(ServerTest, BadWorkerRequestsAreRejected) {
   auto s = worker_->Lease(ctx().get(), req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);  // the worker registers again
   req.set_worker_id(register_worker());
+  req.set_worker_secret(secrets_[req.worker_id()]);
   req.set_max_jobs(0);
   EXPECT_EQ(worker_->Lease(ctx().get(), req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   v1::RegisterRequest rreq;  // nameless
@@ -138,9 +143,14 @@ TEST_F(ServerTest, BadWorkerRequestsAreRejected) {
   EXPECT_EQ(worker_->Register(ctx().get(), rreq, &rresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   v1::ReportRequest rep;
   rep.set_worker_id(req.worker_id());
-  rep.add_results()->set_job_id(1);  // no lease id
+  rep.set_worker_secret(secrets_[req.worker_id()]);
+  rep.add_results()->set_job_id(1);  // no lease id: refused alone, saying why (issue 12), not the batch
   v1::ReportResponse reps;
-  EXPECT_EQ(worker_->Report(ctx().get(), rep, &reps).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(worker_->Report(ctx().get(), rep, &reps).ok());
+  ASSERT_EQ(reps.refused_size(), 1);
+  ASSERT_EQ(reps.problems_size(), 1);
+  EXPECT_FALSE(reps.problems(0).stored_as_failure());
+  EXPECT_NE(reps.problems(0).reason().find("no lease_id"), std::string::npos) << reps.problems(0).reason();
 }
 
 TEST_F(ServerTest, AJobRunsThroughTheApi) {
@@ -151,6 +161,7 @@ TEST_F(ServerTest, AJobRunsThroughTheApi) {
     ASSERT_GT(l.jobs_size(), 0);
     v1::ReportRequest rep;
     rep.set_worker_id(w);
+    rep.set_worker_secret(secrets_[w]);
     for (const auto& j : l.jobs()) {
       auto* r = rep.add_results();
       r->set_job_id(j.job_id());
@@ -190,6 +201,7 @@ TEST_F(ServerTest, UnstorableResultsFailTheJobInsteadOfTheBatch) {
   ASSERT_EQ(l.jobs_size(), 2);
   v1::ReportRequest rep;
   rep.set_worker_id(w);
+  rep.set_worker_secret(secrets_[w]);
   auto* bad_json = rep.add_results();
   bad_json->set_job_id(l.jobs(0).job_id());
   bad_json->set_lease_id(l.jobs(0).lease_id());
@@ -223,6 +235,7 @@ TEST_F(ServerTest, OversizedMessagesAreRefusedAndTheServerCarriesOn) {
   const auto w = register_worker();
   v1::ReportRequest rep;
   rep.set_worker_id(w);
+  rep.set_worker_secret(secrets_[w]);
   auto* r = rep.add_results();
   r->set_job_id(1);
   r->set_lease_id("x");

@@ -539,7 +539,7 @@ TEST_F(StoreTest, ReopeningTheFileContinuesWhereItStopped) {
   EXPECT_EQ(ok(w, l.jobs(1)).accepted_size(), 1);  // the lease survived
   drain(w);
   EXPECT_EQ(status(r.experiment_id).state(), "done");
-  EXPECT_EQ(Store::schema_version(), 3);
+  EXPECT_EQ(Store::schema_version(), 4);
 }
 
 TEST_F(StoreTest, LeasesOfACrashedCoordinatorExpireAfterRestart) {
@@ -1083,6 +1083,53 @@ TEST_F(StoreTest, ThroughputWindowSpansBurstsMinutesApart) {
   // Window = elapsed / 3 = 140 s (a fixed minute would say 0 jobs/s).
   EXPECT_NEAR(s.throughput_per_s(), 10 / 140.0, 1e-9);
   EXPECT_NEAR(s.eta_s(), 10 / (10 / 140.0), 1e-6);
+}
+
+// ---- worker identity (issue 12)
+
+TEST_F(StoreTest, WorkerSecretsVerifyAcrossReopenAndEndWithTheWorker) {
+  v1::Capabilities caps;
+  const auto a = store_->register_worker("a", caps), b = store_->register_worker("b", caps);
+  EXPECT_EQ(a.worker_secret().size(), 64u);
+  EXPECT_NE(a.worker_secret(), b.worker_secret());
+  using C = Store::WorkerCheck;
+  EXPECT_EQ(store_->check_worker_secret(a.worker_id(), a.worker_secret()), C::kOk);
+  EXPECT_EQ(store_->check_worker_secret(a.worker_id(), b.worker_secret()), C::kMismatch);
+  EXPECT_EQ(store_->check_worker_secret(a.worker_id(), ""), C::kMismatch);
+  EXPECT_EQ(store_->check_worker_secret("w-nobody", a.worker_secret()), C::kUnknown);
+  store_.reset();  // a restarted coordinator reads the digests back from the file
+  open();
+  EXPECT_EQ(store_->check_worker_secret(a.worker_id(), a.worker_secret()), C::kOk);
+  EXPECT_EQ(store_->check_worker_secret(b.worker_id(), a.worker_secret()), C::kMismatch);
+  store_->deregister_worker(a.worker_id());
+  EXPECT_EQ(store_->check_worker_secret(a.worker_id(), a.worker_secret()), C::kUnknown);
+  advance(10 * 3000);
+  EXPECT_EQ(store_->prune_workers(), 1);  // b, silent and holding nothing
+  EXPECT_EQ(store_->check_worker_secret(b.worker_id(), b.worker_secret()), C::kUnknown);
+}
+
+TEST_F(StoreTest, OnlyTheLeaseHolderMayReportRenewOrReleaseIt) {
+  auto r = store_->submit(P({J("a")}), 0, false);
+  const auto owner = worker({}, "owner"), other = worker({}, "other");
+  auto l = lease(owner, 1);
+  ASSERT_EQ(l.jobs_size(), 1);
+  const auto& j = l.jobs(0);
+  auto forged = ok(other, j, R"({"v":666})");
+  EXPECT_EQ(forged.accepted_size(), 0);
+  EXPECT_EQ(forged.refused_size(), 1);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(other);
+  hb.add_lease_ids(j.lease_id());
+  advance(10000);
+  EXPECT_EQ(store_->heartbeat(hb).lost_lease_ids_size(), 1);
+  EXPECT_EQ(store_->release(other, {j.lease_id()}), 0);
+  advance(6000);  // past the owner's ttl: the other's heartbeat renewed nothing
+  EXPECT_EQ(store_->reap_expired(), 1);
+  advance(1000);  // the retry backoff
+  auto l2 = lease(owner, 1);
+  ASSERT_EQ(l2.jobs_size(), 1);
+  EXPECT_EQ(ok(owner, l2.jobs(0)).accepted_size(), 1);
+  EXPECT_EQ(job(r.experiment_id, "a").result_json(), R"({"v":1})");
 }
 
 }  // namespace

@@ -75,6 +75,7 @@ TEST_F(WorkerProtocol, LeasesInBatchesAndReportsEveryJob) {
   // 300 jobs in batches of <= 16: at least 19 leases; long-polls, not a spin.
   EXPECT_GE(fake.lease_calls(), 19);
   EXPECT_LT(fake.lease_calls(), 200);
+  EXPECT_EQ(fake.secret_mismatches(), 0);  // every lease, heartbeat and report carried the worker secret
   const auto caps = fake.capabilities();
   ASSERT_EQ(caps.size(), 1u);
   EXPECT_EQ(caps[0].device_kind(), "cpu");
@@ -140,6 +141,7 @@ TEST_F(WorkerProtocol, ReregistersWhenTheServerForgetsIt) {
   fake.add_job(map_job(2));
   ASSERT_TRUE(wait_until([&] { return result_of(fake, 2).has_value(); }, 30)) << w->log();
   EXPECT_EQ(fake.registrations(), 2);
+  EXPECT_EQ(fake.secret_mismatches(), 0);  // the new id went with its new secret (issue 12)
   stop(*w);
 }
 
