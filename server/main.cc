@@ -12,6 +12,7 @@
 #include "tls.h"
 #include "spt/cli_conventions.h"
 #include "spt/json_log.h"
+#include "spt/ops_flags.h"
 #include "spt/metrics.h"
 #include "spt/version.h"
 
@@ -78,23 +79,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  // issue 12 operations: JSON logs, Prometheus metrics.
   std::string log_format = "text";
-  app.add_option("--log-format", log_format, "text | json (one JSON object per line on stdout)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--metrics-listen", cfg.metrics_listen,
-                 "serve Prometheus GET /metrics and /healthz over plain HTTP on [HOST:]PORT (a bare PORT binds "
-                 "127.0.0.1; off by default; env SPT_METRICS_LISTEN)")
-      ->envname("SPT_METRICS_LISTEN")
-      ->check([](const std::string& v) -> std::string {
-        try {
-          spt::metrics::normalize_listen(v);
-          return "";
-        } catch (const std::exception& e) {
-          return e.what();
-        }
-      });
+  spt::cli::add_ops_flags(app, log_format, cfg.metrics_listen);
   app.set_version_flag("--version", std::string("spt-server ") + SPT_CODE_VERSION);
   app.footer(spt::cli::footer(
       {{"spt-server", "serve on 127.0.0.1:7070, state in ./spt-data"},

@@ -922,30 +922,34 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
   const int64_t now = opts_.clock();
   v1::ReportResponse resp;
   bool wake = false;
-  try {
-    Txn txn(*db_);
-    wake = report_locked(req, now, resp);
-    txn.commit();
-  } catch (const NotFound&) {
-    throw;
-  } catch (const std::exception&) {
+  // One transaction of report_locked; false (out cleared, the reason in
+  // *why) if the database would not take it.
+  auto store = [&](const v1::ReportRequest& r, v1::ReportResponse& out, std::string* why) {
+    try {
+      Txn txn(*db_);
+      wake |= report_locked(r, now, out);
+      txn.commit();
+      return true;
+    } catch (const NotFound&) {
+      throw;
+    } catch (const std::exception& e) {
+      out.Clear();
+      if (why) *why = e.what();
+      return false;
+    }
+  };
+  if (!store(req, resp, nullptr)) {
     // One result the database will not take must not sink the batch (the
     // worker would resend it until its leases expired): each result alone,
     // and one that still fails is stored as its job's failure, else refused.
-    resp.Clear();
     for (const auto& r : req.results()) {
       v1::ReportRequest one;
       one.set_worker_id(req.worker_id());
       *one.add_results() = r;
       v1::ReportResponse part;
-      try {
-        Txn txn(*db_);
-        wake |= report_locked(one, now, part);
-        txn.commit();
-      } catch (const NotFound&) {
-        throw;
-      } catch (const std::exception& e) {
-        const std::string why = std::string("the coordinator could not store this result: ") + e.what();
+      std::string err;
+      if (!store(one, part, &err)) {
+        const std::string why = "the coordinator could not store this result: " + err;
         v1::JobResult& f = *one.mutable_results(0);
         f.set_ok(false);
         f.set_error(why);
@@ -954,17 +958,7 @@ v1::ReportResponse Store::report(const v1::ReportRequest& req) {
         f.clear_artifacts();
         f.clear_log();
         f.set_seconds(0);
-        part.Clear();
-        try {
-          Txn txn(*db_);
-          wake |= report_locked(one, now, part);
-          txn.commit();
-        } catch (const NotFound&) {
-          throw;
-        } catch (const std::exception&) {
-          part.Clear();
-          part.add_refused(r.job_id());
-        }
+        if (!store(one, part, nullptr)) part.add_refused(r.job_id());
         v1::ResultProblem* p = part.add_problems();
         p->set_job_id(r.job_id());
         p->set_lease_id(r.lease_id());

@@ -17,6 +17,7 @@
 #include "worker.h"
 #include "worker_metrics.h"
 #include "spt/json_log.h"
+#include "spt/ops_flags.h"
 #include "spt/metrics.h"
 
 namespace {
@@ -109,23 +110,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "log verbosity")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  // issue 12 operations: JSON logs, Prometheus metrics.
   std::string log_format = "text", metrics_listen;
-  app.add_option("--log-format", log_format, "text | json (one JSON object per line on stdout)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--metrics-listen", metrics_listen,
-                 "serve Prometheus GET /metrics and /healthz over plain HTTP on [HOST:]PORT (a bare PORT binds "
-                 "127.0.0.1; off by default; env SPT_METRICS_LISTEN)")
-      ->envname("SPT_METRICS_LISTEN")
-      ->check([](const std::string& v) -> std::string {
-        try {
-          spt::metrics::normalize_listen(v);
-          return "";
-        } catch (const std::exception& e) {
-          return e.what();
-        }
-      });
+  spt::cli::add_ops_flags(app, log_format, metrics_listen);
   app.footer(spt::cli::footer(
       {{"spt-worker --server coordinator:7070 --token-file worker-token", "one CPU worker"},
        {"spt-worker --server coordinator --device cuda --slots 1", "a GPU worker (port defaults to 7070)"},
