@@ -14,6 +14,7 @@
 #endif
 #include "exp10/reduce.h"
 #include "exp10/variants.h"
+#include "platform/hosted_executor.h"
 #include "platform/model_host.h"
 #include "platform/reduce_context.h"
 #include "spt/gpt2.h"
@@ -37,25 +38,13 @@ std::string env_or(const char* k, const std::string& def) {
   return v && *v ? v : def;
 }
 
-class ModelExecutor : public Executor {
+class ModelExecutor : public platform::HostedExecutor {
  public:
   std::vector<std::string> kinds() const override { return {kKindPpl, kKindMeans}; }
-  std::vector<std::string> precisions() const override { return {"fp32", "tf32", "bf16"}; }
-  std::vector<std::string> loaded_models() const override { return platform::shared_model_host().loaded_models(); }
-
-  void run(const std::vector<JobSpec>& jobs, ExecContext& ctx,
-           const std::function<void(size_t, Outcome)>& done) override {
-    // One batch at a time, across families: LibTorch already uses every core.
-    std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
-    platform::run_grouped(
-        jobs, ctx, done,
-        [](const JobSpec& j) { return platform::model_data_key(j.params); },
-        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_group(jobs, idx, ctx, report); });
-  }
 
  private:
   void run_group(const std::vector<JobSpec>& jobs, const std::vector<size_t>& idx, ExecContext& ctx,
-                 const std::function<void(size_t, Outcome)>& report) {
+                 const platform::ReportFn& report) override {
     platform::ModelHost& host = platform::shared_model_host();
     const json& p0 = jobs[idx.front()].params;
     const std::shared_ptr<LoadedModel> loaded = host.model_for(p0, ctx);

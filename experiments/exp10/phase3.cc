@@ -11,6 +11,7 @@
 #include "exp10/common.h"
 #include "exp10/reduce.h"
 #include "exp10/variants.h"
+#include "platform/hosted_executor.h"
 #include "platform/model_host.h"
 #include "spt/gpt2.h"
 #include "spt/job.h"
@@ -172,39 +173,32 @@ json run_one(const JobSpec& job, gpt2::Model& model, const ChunkSet& cs, const s
   return r;
 }
 
-class GenExecutor : public Executor {
+class GenExecutor : public platform::HostedExecutor {
  public:
   std::vector<std::string> kinds() const override { return {kKindGen}; }
-  std::vector<std::string> precisions() const override { return {"fp32", "tf32", "bf16"}; }
-  std::vector<std::string> loaded_models() const override { return platform::shared_model_host().loaded_models(); }
 
-  void run(const std::vector<JobSpec>& jobs, ExecContext& ctx,
-           const std::function<void(size_t, Outcome)>& done) override {
-    std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
-    platform::run_grouped(
-        jobs, ctx, done,
-        [](const JobSpec& j) { return platform::model_data_key(j.params); },
-        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) {
-          platform::ModelHost& host = platform::shared_model_host();
-          const json& p0 = jobs[idx.front()].params;
-          const std::shared_ptr<LoadedModel> loaded = host.model_for(p0, ctx);
-          const std::shared_ptr<const ChunkSet> cs = host.chunks_for(ChunkKey::from_params(p0), *loaded, ctx);
-          const json prov = host.provenance(p0, *loaded, cs.get(), ctx);
-          const std::string dev = prov.value("device", ctx.device);  // the host described it
-          for (size_t i : idx) {
-            if (ctx.should_stop()) return;
-            try {
-              json r = run_one(jobs[i], *loaded->model, *cs, dev, ctx);
-              r["chunks"] = jobs[i].params.value("chunks", std::string());
-              r["provenance"] = prov;
-              report(i, Outcome::success(std::move(r)));
-            } catch (const Permanent& e) {
-              report(i, Outcome::failure(e.what(), false));
-            } catch (const std::invalid_argument& e) {  // generate/score_tail: bad lengths or tokens
-              report(i, Outcome::failure(e.what(), false));
-            }
-          }
-        });
+ private:
+  void run_group(const std::vector<JobSpec>& jobs, const std::vector<size_t>& idx, ExecContext& ctx,
+                 const platform::ReportFn& report) override {
+    platform::ModelHost& host = platform::shared_model_host();
+    const json& p0 = jobs[idx.front()].params;
+    const std::shared_ptr<LoadedModel> loaded = host.model_for(p0, ctx);
+    const std::shared_ptr<const ChunkSet> cs = host.chunks_for(ChunkKey::from_params(p0), *loaded, ctx);
+    const json prov = host.provenance(p0, *loaded, cs.get(), ctx);
+    const std::string dev = prov.value("device", ctx.device);  // the host described it
+    for (size_t i : idx) {
+      if (ctx.should_stop()) return;
+      try {
+        json r = run_one(jobs[i], *loaded->model, *cs, dev, ctx);
+        r["chunks"] = jobs[i].params.value("chunks", std::string());
+        r["provenance"] = prov;
+        report(i, Outcome::success(std::move(r)));
+      } catch (const Permanent& e) {
+        report(i, Outcome::failure(e.what(), false));
+      } catch (const std::invalid_argument& e) {  // generate/score_tail: bad lengths or tokens
+        report(i, Outcome::failure(e.what(), false));
+      }
+    }
   }
 };
 

@@ -10,6 +10,7 @@
 #include "exp6/common.h"
 #include "exp6/reduce.h"
 #include "exp6/wqk.h"
+#include "platform/hosted_executor.h"
 #include "platform/model_host.h"
 #include "platform/reduce_context.h"
 #include "spt/job.h"
@@ -35,26 +36,16 @@ size_t cache_size() {
   return static_cast<size_t>(std::max(1L, n));
 }
 
-class ModelExecutor : public Executor {
+class ModelExecutor : public platform::HostedExecutor {
  public:
   std::vector<std::string> kinds() const override { return {kKindWeights, kKindPpl}; }
-  std::vector<std::string> precisions() const override { return {"fp32", "tf32", "bf16"}; }
-  std::vector<std::string> loaded_models() const override { return platform::shared_model_host().loaded_models(); }
-
-  void run(const std::vector<JobSpec>& jobs, ExecContext& ctx,
-           const std::function<void(size_t, Outcome)>& done) override {
-    std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
-    platform::run_grouped(
-        jobs, ctx, done,
-        [](const JobSpec& j) {
-          return j.kind == kKindWeights ? j.params.value("model", std::string()) + "|" +
-                                              j.params.value("precision", std::string("fp32"))
-                                        : platform::model_data_key(j.params);
-        },
-        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_group(jobs, idx, ctx, report); });
-  }
 
  private:
+  // A model's weights units (at one precision) share its W_flat and PCA.
+  std::string group_key(const JobSpec& j) const override {
+    return j.kind == kKindWeights ? model_key(j.params) : platform::model_data_key(j.params);
+  }
+
   struct Base {  // the model's W_flat and PCA, computed once per model
     std::string key;
     WFlat w;
@@ -83,7 +74,7 @@ class ModelExecutor : public Executor {
   }
 
   void run_group(const std::vector<JobSpec>& jobs, const std::vector<size_t>& idx, ExecContext& ctx,
-                 const platform::ReportFn& report) {
+                 const platform::ReportFn& report) override {
     platform::ModelHost& host = platform::shared_model_host();
     const json& p0 = jobs[idx.front()].params;
     const auto loaded = host.model_for(p0, ctx);

@@ -13,6 +13,7 @@
 #include "exp7/common.h"
 #include "exp7/reduce.h"
 #include "exp7/science.h"
+#include "platform/hosted_executor.h"
 #include "platform/model_host.h"
 #include "platform/reduce_context.h"
 #include "spt/gpt2_hooks.h"
@@ -98,19 +99,9 @@ std::string artifact_name(const JobSpec& j, const std::string& what) {
   return "exp7_" + what + "_" + safe(j.params.value("label", j.params.value("model", std::string()))) + ".f32";
 }
 
-class ModelExecutor : public Executor {
+class ModelExecutor : public platform::HostedExecutor {
  public:
   std::vector<std::string> kinds() const override { return {kKindCapture, kKindPpl}; }
-  std::vector<std::string> precisions() const override { return {"fp32", "tf32", "bf16"}; }
-  std::vector<std::string> loaded_models() const override { return platform::shared_model_host().loaded_models(); }
-
-  void run(const std::vector<JobSpec>& jobs, ExecContext& ctx,
-           const std::function<void(size_t, Outcome)>& done) override {
-    std::lock_guard<std::mutex> g(platform::shared_model_host().compute_mutex());
-    platform::run_grouped(
-        jobs, ctx, done, [](const JobSpec& j) { return platform::model_data_key(j.params); },
-        [&](const std::vector<size_t>& idx, const platform::ReportFn& report) { run_group(jobs, idx, ctx, report); });
-  }
 
  private:
   struct Group {
@@ -120,7 +111,7 @@ class ModelExecutor : public Executor {
   };
 
   void run_group(const std::vector<JobSpec>& jobs, const std::vector<size_t>& idx, ExecContext& ctx,
-                 const platform::ReportFn& report) {
+                 const platform::ReportFn& report) override {
     auto& host = platform::shared_model_host();
     const json& p0 = jobs[idx.front()].params;
     Group g;
