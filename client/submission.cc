@@ -52,39 +52,9 @@ struct ResolvedModel {
   bool folder = false;
 };
 
-std::string env_str(const char* k) {
-  const char* v = std::getenv(k);
-  return v ? v : "";
-}
-
-// The HF cache roots the worker-side loader searches too, in its order.
-std::vector<fs::path> hf_cache_roots() {
-  std::vector<fs::path> roots;
-  if (!env_str("HF_HUB_CACHE").empty()) roots.emplace_back(env_str("HF_HUB_CACHE"));
-  if (!env_str("HF_HOME").empty()) roots.emplace_back(fs::path(env_str("HF_HOME")) / "hub");
-  if (!env_str("HOME").empty()) roots.emplace_back(fs::path(env_str("HOME")) / ".cache/huggingface/hub");
-  return roots;
-}
-
 }  // namespace
 
-std::string hf_cache_snapshot(const std::string& id) {
-  std::string folder = "models--";
-  for (char ch : id) folder += ch == '/' ? std::string("--") : std::string(1, ch);
-  for (const auto& root : hf_cache_roots()) {
-    std::error_code ec;
-    const fs::path repo = root / folder;
-    if (!fs::is_directory(repo / "snapshots", ec)) continue;
-    // refs/main names the current snapshot; else any complete one.
-    std::string rev;
-    if (fs::exists(repo / "refs/main")) rev = read_file((repo / "refs/main").string());
-    while (!rev.empty() && std::isspace(static_cast<unsigned char>(rev.back()))) rev.pop_back();
-    if (!rev.empty() && fs::exists(repo / "snapshots" / rev / "config.json")) return (repo / "snapshots" / rev).string();
-    for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
-      if (fs::exists(e.path() / "config.json")) return e.path().string();
-  }
-  return "";
-}
+std::string hf_cache_snapshot(const std::string& id) { return hf::cached_snapshot(id); }
 
 namespace {
 

@@ -42,8 +42,8 @@ using Lookup = std::function<std::string(const std::string& name)>;
 std::map<std::string, std::string> submission_params(const SubmitFlags& f, const Uploader& upload,
                                                      const Lookup& lookup = {});
 
-// The snapshot folder of hub model `id` in this machine's HF cache
-// ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub), or "".
+// The snapshot folder of hub model `id` in this machine's HF cache, found
+// exactly as a worker's loader finds it (spt::hf::cached_snapshot), or "".
 std::string hf_cache_snapshot(const std::string& id);
 
 }  // namespace spt::client

@@ -1,5 +1,7 @@
 #include "spt/hf_folder.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -62,6 +64,58 @@ std::string weights_sha256(const std::vector<std::string>& files) {
     }
   }
   return hash.hex();
+}
+
+bool has_weights(const std::string& dir) {
+  const fs::path d(dir);
+  return fs::exists(d / "model.safetensors") || fs::exists(d / "model.safetensors.index.json");
+}
+
+std::vector<std::string> cache_roots() {
+  std::vector<std::string> roots;
+  auto add = [&](const std::string& r) {
+    if (!r.empty() && std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+  };
+  if (const char* v = std::getenv("HF_HUB_CACHE")) add(v);
+  if (const char* v = std::getenv("HUGGINGFACE_HUB_CACHE")) add(v);
+  if (const char* v = std::getenv("HF_HOME")) add((fs::path(v) / "hub").string());
+  if (const char* v = std::getenv("XDG_CACHE_HOME")) add((fs::path(v) / "huggingface" / "hub").string());
+  if (const char* v = std::getenv("HOME")) add((fs::path(v) / ".cache" / "huggingface" / "hub").string());
+  return roots;
+}
+
+std::vector<std::string> hub_ids(const std::string& name) {
+  if (name == "gpt2" || name == "gpt2-medium" || name == "gpt2-large" || name == "gpt2-xl")
+    return {name, "openai-community/" + name};
+  if (name == "distilgpt2") return {name, "distilbert/distilgpt2"};
+  return {name};
+}
+
+std::string cached_snapshot(const std::string& name, std::vector<std::string>* looked) {
+  for (const auto& root : cache_roots()) {
+    for (const auto& id : hub_ids(name)) {
+      std::string folder = "models--";
+      for (char ch : id) folder += (ch == '/') ? std::string("--") : std::string(1, ch);
+      const fs::path repo = fs::path(root) / folder;
+      if (looked) looked->push_back(repo.string());
+      std::error_code ec;
+      if (!fs::is_directory(repo / "snapshots", ec)) continue;
+      // refs/main names the snapshot the hub client would use.
+      const fs::path ref = repo / "refs" / "main";
+      if (fs::exists(ref, ec)) {
+        std::string rev = read_file(ref.string());
+        while (!rev.empty() && (rev.back() == '\n' || rev.back() == ' ' || rev.back() == '\r')) rev.pop_back();
+        const fs::path snap = repo / "snapshots" / rev;
+        if (!rev.empty() && fs::exists(snap / "config.json") && has_weights(snap.string())) return snap.string();
+      }
+      std::vector<fs::path> snaps;
+      for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
+        if (e.is_directory() && fs::exists(e.path() / "config.json") && has_weights(e.path().string())) snaps.push_back(e.path());
+      std::sort(snaps.begin(), snaps.end());
+      if (!snaps.empty()) return snaps.front().string();
+    }
+  }
+  return "";
 }
 
 }  // namespace spt::hf

@@ -18,4 +18,22 @@ std::vector<std::string> weight_files(const std::string& dir);
 // in every result's provenance.
 std::string weights_sha256(const std::vector<std::string>& files);
 
+// dir holds safetensors weights (model.safetensors or its shard index).
+bool has_weights(const std::string& dir);
+
+// The Hugging Face cache folders a hub model is looked for in, in order:
+// $HF_HUB_CACHE, $HUGGINGFACE_HUB_CACHE, $HF_HOME/hub,
+// $XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub (unique).
+std::vector<std::string> cache_roots();
+
+// The repository ids a model name has on the hub ("gpt2" is also
+// "openai-community/gpt2"), the name itself first.
+std::vector<std::string> hub_ids(const std::string& name);
+
+// The cached snapshot folder of hub model `name` (config.json and
+// safetensors weights present): refs/main's snapshot, else the first
+// complete one by name; "" if none. `looked` (optional) receives every
+// repository folder searched. Reads the file system only; never downloads.
+std::string cached_snapshot(const std::string& name, std::vector<std::string>* looked = nullptr);
+
 }  // namespace spt::hf

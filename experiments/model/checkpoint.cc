@@ -45,18 +45,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-// Model names the HF hub knows under more than one repository id.
-std::vector<std::string> hub_ids(const std::string& name) {
-  if (name == "gpt2" || name == "gpt2-medium" || name == "gpt2-large" || name == "gpt2-xl")
-    return {name, "openai-community/" + name};
-  if (name == "distilgpt2") return {name, "distilbert/distilgpt2"};
-  return {name};
-}
-
-bool has_weights(const fs::path& dir) {
-  return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
-}
-
 }  // namespace
 
 Config read_config(const std::string& dir) {
@@ -101,19 +89,6 @@ Config read_config(const std::string& dir) {
 
 std::vector<std::string> weight_files(const std::string& dir) { return hf::weight_files(dir); }
 
-std::vector<std::string> hub_cache_roots() {
-  std::vector<std::string> roots;
-  auto add = [&](const std::string& r) {
-    if (!r.empty() && std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
-  };
-  if (const char* v = std::getenv("HF_HUB_CACHE")) add(v);
-  if (const char* v = std::getenv("HUGGINGFACE_HUB_CACHE")) add(v);
-  if (const char* v = std::getenv("HF_HOME")) add((fs::path(v) / "hub").string());
-  if (const char* v = std::getenv("XDG_CACHE_HOME")) add((fs::path(v) / "huggingface" / "hub").string());
-  if (const char* v = std::getenv("HOME")) add((fs::path(v) / ".cache" / "huggingface" / "hub").string());
-  return roots;
-}
-
 std::string resolve_model_dir(const std::string& name_or_path) {
   if (name_or_path.empty()) throw std::runtime_error("empty model name");
   const fs::path p(name_or_path);
@@ -125,35 +100,14 @@ std::string resolve_model_dir(const std::string& name_or_path) {
   if (looks_like_path) throw std::runtime_error("model folder " + name_or_path + " does not exist");
 
   std::vector<std::string> looked;
-  for (const auto& root : hub_cache_roots()) {
-    for (const auto& id : hub_ids(name_or_path)) {
-      std::string folder = "models--";
-      for (char ch : id) folder += (ch == '/') ? std::string("--") : std::string(1, ch);
-      const fs::path repo = fs::path(root) / folder;
-      looked.push_back(repo.string());
-      if (!fs::is_directory(repo / "snapshots")) continue;
-      // refs/main names the snapshot the hub client would use.
-      const fs::path ref = repo / "refs" / "main";
-      if (fs::exists(ref)) {
-        std::string rev = spt::read_file(ref.string());
-        while (!rev.empty() && (rev.back() == '\n' || rev.back() == ' ' || rev.back() == '\r')) rev.pop_back();
-        const fs::path snap = repo / "snapshots" / rev;
-        if (!rev.empty() && fs::exists(snap / "config.json") && has_weights(snap)) return snap.string();
-      }
-      std::vector<fs::path> snaps;
-      for (const auto& e : fs::directory_iterator(repo / "snapshots"))
-        if (e.is_directory() && fs::exists(e.path() / "config.json") && has_weights(e.path())) snaps.push_back(e.path());
-      std::sort(snaps.begin(), snaps.end());
-      if (!snaps.empty()) return snaps.front().string();
-    }
-  }
+  if (std::string snap = hf::cached_snapshot(name_or_path, &looked); !snap.empty()) return snap;
   // Not cached: fetch it the way the hub client would, into the first cache root.
   std::string why = "no cache folder to download into";
-  const auto roots = hub_cache_roots();
+  const auto roots = hf::cache_roots();
   if (!roots.empty()) {
     try {
-      const std::string snap = download_from_hub(hub_ids(name_or_path).front(), roots.front());
-      if (fs::exists(fs::path(snap) / "config.json") && has_weights(snap)) return snap;
+      const std::string snap = download_from_hub(hf::hub_ids(name_or_path).front(), roots.front());
+      if (fs::exists(fs::path(snap) / "config.json") && hf::has_weights(snap)) return snap;
       why = "the download of " + name_or_path + " left no config.json + model.safetensors in " + snap;
     } catch (const std::exception& e) {
       why = e.what();

@@ -28,9 +28,6 @@ Config read_config(const std::string& dir);
 // is all there is).
 std::vector<std::string> weight_files(const std::string& dir);
 
-// Every folder resolve_model_dir() would look in for `name`, in order.
-std::vector<std::string> hub_cache_roots();
-
 class Checkpoint {
  public:
   // `name` is what the user asked for (kept in ModelInfo); `dir` the folder.

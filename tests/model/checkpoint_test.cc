@@ -3,10 +3,12 @@
 // cache resolution, and the random test-model writer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "model/safetensors.h"
 #include "model/testmodel.h"
 #include "spt/hash.h"
+#include "spt/hf_folder.h"
 #include "spt/util.h"
 
 namespace spt::gpt2 {
@@ -295,6 +298,31 @@ TEST(ResolveModelDir, FoldersCacheSnapshotsAndErrors) {
   EXPECT_NE(error_of([] { resolve_model_dir("/no/such/folder"); }).find("does not exist"), std::string::npos);
   if (old_hub) setenv("HF_HUB_CACHE", saved.c_str(), 1);
   else unsetenv("HF_HUB_CACHE");
+}
+
+// The one lookup spt-client (--upload of a hub name) and the worker's loader
+// share: every cache root, the hub's aliases, complete snapshots only.
+TEST(CachedSnapshot, XdgRootAliasesAndIncompleteSnapshots) {
+  const auto xdg = temp_dir("xdg");
+  const auto snaps = xdg / "huggingface" / "hub" / "models--openai-community--gpt2" / "snapshots";
+  TestModelSpec spec;
+  spec.vocab = 32;
+  write_test_model((snaps / "b-complete").string(), spec);
+  fs::create_directories(snaps / "a-config-only");
+  std::ofstream(snaps / "a-config-only" / "config.json") << "{}";
+
+  std::map<std::string, std::string> saved;
+  for (const char* k : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"}) {
+    if (const char* v = std::getenv(k)) saved[k] = v;
+    unsetenv(k);
+  }
+  setenv("XDG_CACHE_HOME", xdg.string().c_str(), 1);
+  std::vector<std::string> looked;
+  EXPECT_EQ(fs::path(hf::cached_snapshot("gpt2", &looked)), snaps / "b-complete");
+  EXPECT_NE(std::find(looked.begin(), looked.end(), (xdg / "huggingface/hub/models--gpt2").string()), looked.end());
+  EXPECT_EQ(hf::cached_snapshot("gpt2-medium"), "");
+  unsetenv("XDG_CACHE_HOME");
+  for (const auto& [k, v] : saved) setenv(k.c_str(), v.c_str(), 1);
 }
 
 }  // namespace
