@@ -314,7 +314,6 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::He
     if (c.precision().empty()) return invalid("a canary without a precision");
   return guarded("Heartbeat", [&] {
     *resp = store_.heartbeat(*req);
-    resp->set_drain(store_.drain_asked(req->worker_id()));
     if (!resp->quarantined().empty() && req->canaries_size())
       spdlog::warn("worker {} quarantined: {}", req->worker_id(), log_safe(resp->quarantined()));
     if (resp->lost_lease_ids_size())

@@ -779,15 +779,11 @@ v1::LeaseResponse Store::lease(const v1::LeaseRequest& req, const std::function<
     if (stopping_ || (gone && gone())) return resp;
     const int64_t now = opts_.clock();
     Txn txn(*db_);
-    Query(*db_, "UPDATE workers SET last_heartbeat_ms = ?, loaded_models = ? WHERE id = ?")
-        .bind(now)
-        .bind(loaded_json)
-        .bind(req.worker_id())
-        .run();
     bool quarantined = false;
     {
-      Query q(*db_, "SELECT quarantine != '' FROM workers WHERE id = ?");
-      q.bind(req.worker_id());
+      Query q(*db_,
+              "UPDATE workers SET last_heartbeat_ms = ?, loaded_models = ? WHERE id = ? RETURNING quarantine != ''");
+      q.bind(now).bind(loaded_json).bind(req.worker_id());
       quarantined = q.step() && q.i64(0) != 0;
     }
     // A quarantined worker gets nothing; its long-poll just runs out.
@@ -877,25 +873,26 @@ v1::HeartbeatResponse Store::heartbeat(const v1::HeartbeatRequest& req) {
   const int64_t expires = now + opts_.lease_ttl_ms;
   v1::HeartbeatResponse resp;
   Txn txn(*db_);
-  Query(*db_, "UPDATE workers SET last_heartbeat_ms = ?, loaded_models = ? WHERE id = ?")
-      .bind(now)
-      .bind(json_list(req.loaded_models()))
-      .bind(req.worker_id())
-      .run();
-  if (db_->changes() == 0) throw NotFound("unknown worker id '" + req.worker_id() + "'; register again");
+  std::string quarantine;
+  {
+    Query q(*db_, "UPDATE workers SET last_heartbeat_ms = ?, loaded_models = ? WHERE id = ? RETURNING quarantine");
+    q.bind(now).bind(json_list(req.loaded_models())).bind(req.worker_id());
+    if (!q.step()) throw NotFound("unknown worker id '" + req.worker_id() + "'; register again");
+    quarantine = q.text(0);
+  }
   running_[req.worker_id()] = std::set<int64_t>(req.running_job_ids().begin(), req.running_job_ids().end());
   bool released = false;
   if (req.canaries_size()) {
     const std::string why =
         judge_canaries(req.worker_id(), std::vector<v1::Canary>(req.canaries().begin(), req.canaries().end()));
     // Its leases go back now, so the renewals below report them as lost.
-    if (!why.empty()) released = quarantine_locked(req.worker_id(), why, now) > 0;
+    if (!why.empty()) {
+      released = quarantine_locked(req.worker_id(), why, now) > 0;
+      if (quarantine.empty()) quarantine = why;  // quarantine_locked sets it only where it was not set
+    }
   }
-  {
-    Query q(*db_, "SELECT quarantine FROM workers WHERE id = ?");
-    q.bind(req.worker_id());
-    if (q.step()) resp.set_quarantined(q.text(0));
-  }
+  resp.set_quarantined(quarantine);
+  resp.set_drain(drain_asked_.count(req.worker_id()) != 0);
   for (const auto& lease_id : req.lease_ids()) {
     int64_t job_id = 0;
     {
@@ -1750,19 +1747,24 @@ std::string Store::judge_canaries(const std::string& worker_id, const std::vecto
   return why;
 }
 
-int Store::quarantine_locked(const std::string& worker_id, const std::string& why, int64_t now) {
-  Query(*db_, "UPDATE workers SET quarantine = ? WHERE id = ? AND quarantine = ''").bind(why).bind(worker_id).run();
+int Store::release_all_locked(const std::string& worker_id, const std::string& event_text, int64_t now) {
   std::vector<int64_t> ids;
   {
-    // Its results can no longer be trusted; the attempt is given back.
+    // The attempt was never run to an outcome (or cannot be trusted), so it is given back.
     Query q(*db_,
             "UPDATE jobs SET state = 'pending', attempts = MAX(attempts - 1, 0), lease_id = NULL, not_before_ms = 0 "
             "WHERE state = 'leased' AND lease_owner = ? RETURNING id");
     q.bind(worker_id);
     while (q.step()) ids.push_back(q.i64(0));
   }
-  for (int64_t id : ids) event(id, now, "released", "worker " + worker_id + " quarantined: " + why);
+  for (int64_t id : ids) event(id, now, "released", event_text);
   return static_cast<int>(ids.size());
+}
+
+int Store::quarantine_locked(const std::string& worker_id, const std::string& why, int64_t now) {
+  Query(*db_, "UPDATE workers SET quarantine = ? WHERE id = ? AND quarantine = ''").bind(why).bind(worker_id).run();
+  // Its results can no longer be trusted; the attempt is given back.
+  return release_all_locked(worker_id, "worker " + worker_id + " quarantined: " + why, now);
 }
 
 std::vector<v1::Unschedulable> Store::unschedulable() {
@@ -1912,15 +1914,20 @@ std::vector<v1::Artifact> Store::list_named(const std::string& prefix) {
 // ---- worker pool upkeep (issue 11)
 
 int Store::deregister_worker(const std::string& worker_id) {
-  std::vector<std::string> leases;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    Query q(*db_, "SELECT lease_id FROM jobs WHERE state = 'leased' AND lease_owner = ?");
-    q.bind(worker_id);
-    while (q.step()) leases.push_back(q.text(0));
-  }
-  const int n = release(worker_id, leases);  // NotFound for an unknown id
   std::lock_guard<std::mutex> lk(mu_);
+  const int64_t now = opts_.clock();
+  int n = 0;
+  {
+    Txn txn(*db_);
+    {
+      Query q(*db_, "SELECT 1 FROM workers WHERE id = ?");
+      q.bind(worker_id);
+      if (!q.step()) throw NotFound("unknown worker id '" + worker_id + "'; register again");
+    }
+    n = release_all_locked(worker_id, "handed back by worker " + worker_id, now);  // as release() of all its leases
+    txn.commit();
+  }
+  if (n) work_.notify_all();
   Query(*db_, "DELETE FROM workers WHERE id = ?").bind(worker_id).run();
   drain_asked_.erase(worker_id);
   running_.erase(worker_id);
@@ -1951,11 +1958,6 @@ int Store::ask_drain(const std::string& name_or_id) {
   int n = 0;
   while (q.step()) n += drain_asked_.insert(q.text(0)).second ? 1 : 0;
   return n;
-}
-
-bool Store::drain_asked(const std::string& worker_id) {
-  std::lock_guard<std::mutex> lk(mu_);
-  return drain_asked_.count(worker_id) != 0;
 }
 
 // ---- worker identity (issue 12)

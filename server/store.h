@@ -174,10 +174,9 @@ class Store {
   // Removes workers not heard from for 3 heartbeats that hold no lease.
   int prune_workers();
   // Asks the live workers with this name (or id) to drain; they are told
-  // with their next heartbeat (drain_asked). Kept in memory only: a drain
+  // with their next heartbeat (HeartbeatResponse.drain). Kept in memory only: a drain
   // is a command, not state. Returns how many were asked.
   int ask_drain(const std::string& name_or_id);
-  bool drain_asked(const std::string& worker_id);
   // Worker identity (issue 12). register_worker() hands out a random secret
   // (RegisterResponse.worker_secret) and stores its sha256. This checks a
   // worker RPC's (id, secret) in constant time against an in-memory copy of
@@ -247,6 +246,9 @@ class Store {
   std::string judge_canaries(const std::string& worker_id, const std::vector<v1::Canary>& canaries);
   // Quarantines a worker and releases its leases; returns jobs released.
   int quarantine_locked(const std::string& worker_id, const std::string& why, int64_t now);
+  // Gives back every lease the worker holds (attempt returned, job pending),
+  // with a "released" event of event_text each; returns jobs released.
+  int release_all_locked(const std::string& worker_id, const std::string& event_text, int64_t now);
   void release_dependents(int64_t job_id);
   void fail_dependents(int64_t job_id, const std::string& job_name, int64_t now);
   void finish_if_complete(int64_t experiment_id, int64_t now);
