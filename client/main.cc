@@ -108,14 +108,14 @@ void print_json(const nlohmann::json& j) { std::cout << dump(j) << std::endl; }
 bool finished(const std::string& state) { return state == "done" || state == "failed" || state == "cancelled"; }
 
 // Terminal width for renderings: $COLUMNS, else the TTY's, else unlimited.
-spt::client::RenderOptions render_options(bool for_tty) {
+spt::client::RenderOptions render_options() {
   spt::client::RenderOptions o;
   if (const char* c = std::getenv("COLUMNS"); c && std::atoi(c) > 0) o.width = std::atoi(c);
   struct winsize ws {};
   if (o.width == 0 && isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
     o.width = ws.ws_col;
   const char* no_color = std::getenv("NO_COLOR");  // https://no-color.org: set and non-empty disables
-  o.color = for_tty && isatty(STDOUT_FILENO) && !(no_color && *no_color) && std::getenv("TERM") &&
+  o.color = isatty(STDOUT_FILENO) && !(no_color && *no_color) && std::getenv("TERM") &&
             std::string(std::getenv("TERM")) != "dumb";
   return o;
 }
@@ -124,9 +124,9 @@ spt::client::RenderOptions render_options(bool for_tty) {
 // A coordinator that restarts (UNAVAILABLE, or CANCELLED for calls cut off
 // by its shutdown) is waited for up to 10 minutes. With --json each poll
 // prints one JSON line (NDJSON).
-int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until_end) {
+int watch(Client& c, const std::string& exp, double interval_s, bool quiet_until_end,
+          const spt::client::RenderOptions& ro) {
   const bool tty = isatty(STDOUT_FILENO) && !c.global().json;
-  const auto ro = render_options(true);
   v1::ExperimentRef ref;
   if (!exp.empty()) ref = parse_ref(exp);
   double down_s = 0;
@@ -332,7 +332,7 @@ int main(int argc, char** argv) {
     std::cout << spt::client::completion_script(app, shell);
     return 0;
   }
-  const auto ro = render_options(true);
+  const auto ro = render_options();
 
   try {
     Client c(g);
@@ -392,7 +392,7 @@ int main(int argc, char** argv) {
       }
       if (!g.json)
         std::cout << "submitted " << exp << " as experiment #" << r.experiment_id() << ": " << r.n_jobs() << " jobs\n";
-      return watch(c, std::to_string(r.experiment_id()), interval, g.json);
+      return watch(c, std::to_string(r.experiment_id()), interval, g.json, ro);
     }
     if (status->parsed()) {
       v1::ExperimentRef ref;
@@ -404,7 +404,7 @@ int main(int argc, char** argv) {
         make_printable(&s), std::cout << spt::client::dashboard(s, ro);
       return 0;
     }
-    if (watchc->parsed()) return watch(c, exp, interval, false);
+    if (watchc->parsed()) return watch(c, exp, interval, false, ro);
     if (results->parsed()) {
       v1::ResultsRequest req;
       *req.mutable_experiment() = parse_ref(exp);

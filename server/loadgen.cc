@@ -27,17 +27,13 @@ int main(int argc, char** argv) {
   app.add_option("--tls-server-name", tls.server_name, "name to check instead of --server's host");
   CLI11_PARSE(app, argc, argv);
 
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
-  std::shared_ptr<grpc::ChannelCredentials> creds;
+  std::shared_ptr<grpc::Channel> ch;
   try {
-    creds = spt::rpc::channel_credentials(tls);
+    ch = spt::rpc::make_channel(server, tls);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "spt-loadgen: %s\n", e.what());
     return 1;
   }
-  auto ch = grpc::CreateCustomChannel(server, creds, args);
   auto control = spt::v1::ControlService::NewStub(ch);
   auto ctx = [&] {
     auto c = std::make_unique<grpc::ClientContext>();

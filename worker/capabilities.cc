@@ -134,20 +134,23 @@ v1::Capabilities probe_capabilities(const std::string& device, int slots, int th
   v1::Capabilities c;
   const std::string kind = device.substr(0, device.find(':'));
   c.set_device_kind(kind);
+  int64_t probed = -1;  // the GPU's memory from the one nvidia-smi call; -1 = not probed
   if (kind == "cuda") {
     std::string name;
     int64_t bytes = 0;
     if (cuda_info(device, &name, &bytes)) {
       c.set_device_name(name);
+      probed = bytes;
     } else {
       c.set_device_name(device);
+      probed = 0;
     }
   } else if (kind == "mps") {
     c.set_device_name("Apple GPU (" + cpu_name() + ")");
   } else {
     c.set_device_name(cpu_name());
   }
-  c.set_memory_bytes(memory_bytes > 0 ? memory_bytes : default_memory_bytes(device));
+  c.set_memory_bytes(memory_bytes > 0 ? memory_bytes : probed >= 0 ? probed : default_memory_bytes(device));
   for (const auto& p : reg.precisions()) c.add_precisions(p);
   std::set<std::string> m(models.begin(), models.end());
   for (const auto& x : reg.loaded_models()) m.insert(x);

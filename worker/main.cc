@@ -62,10 +62,10 @@ int main(int argc, char** argv) {
                  "file holding the worker token (the server's <data-dir>/worker-token; else env SPT_TOKEN / "
                  "SPT_TOKEN_FILE)");
   // issue 12: TLS to the coordinator (env SPT_TLS_* when the flag is absent).
-  app.add_option("--tls-ca", opt.tls_ca, "PEM CA that signed the server's certificate; enables TLS (env SPT_TLS_CA)");
-  app.add_option("--tls-cert", opt.tls_cert, "PEM client certificate, for servers that require one (env SPT_TLS_CERT)");
-  app.add_option("--tls-key", opt.tls_key, "PEM key of --tls-cert (env SPT_TLS_KEY)");
-  app.add_option("--tls-server-name", opt.tls_server_name,
+  app.add_option("--tls-ca", opt.tls.ca_file, "PEM CA that signed the server's certificate; enables TLS (env SPT_TLS_CA)");
+  app.add_option("--tls-cert", opt.tls.cert_file, "PEM client certificate, for servers that require one (env SPT_TLS_CERT)");
+  app.add_option("--tls-key", opt.tls.key_file, "PEM key of --tls-cert (env SPT_TLS_KEY)");
+  app.add_option("--tls-server-name", opt.tls.server_name,
                  "name to check in the server's certificate instead of --server's host (env SPT_TLS_SERVER_NAME)");
   app.add_option("--device", opt.device, "cpu | cuda | cuda:N | mps")
       ->capture_default_str()
@@ -124,11 +124,7 @@ int main(int argc, char** argv) {
        {"SPT_MODEL_CACHE", "models kept loaded per worker (default 2)"}}));
   if (const int rc = spt::cli::parse(app, argc, argv); rc >= 0) return rc;
   opt.server = spt::cli::with_default_port(opt.server, spt::cli::kDefaultPort);
-  {
-    spt::rpc::TlsOptions t{opt.tls_ca, opt.tls_cert, opt.tls_key, opt.tls_server_name};
-    spt::rpc::tls_from_env(t);
-    opt.tls_ca = t.ca_file, opt.tls_cert = t.cert_file, opt.tls_key = t.key_file, opt.tls_server_name = t.server_name;
-  }
+  spt::rpc::tls_from_env(opt.tls);
 
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [" + opt.name + "] %^%l%$ %v");
@@ -139,7 +135,8 @@ int main(int argc, char** argv) {
     spdlog::error("{}", e.what());
     return 2;
   }
-  if (!memory.empty()) opt.memory_bytes = spt::worker::parse_bytes(memory);
+  // Probed once here (nvidia-smi on a GPU) and read by registration and metrics alike.
+  opt.memory_bytes = memory.empty() ? spt::worker::default_memory_bytes(opt.device) : spt::worker::parse_bytes(memory);
   for (size_t b = 0; !models.empty() && b <= models.size();) {
     const size_t e = std::min(models.find(',', b), models.size());
     if (e > b) opt.models.push_back(models.substr(b, e - b));

@@ -240,11 +240,15 @@ struct Worker::Impl {
   }
 
   std::atomic<bool> tls_diagnosed{false};  // a TLS mistake was logged
-  rpc::TlsOptions tls_options() const { return {opt.tls_ca, opt.tls_cert, opt.tls_key, opt.tls_server_name}; }
 
-  std::string current_id() {
+  // The id the server gave us and the secret that proves it, as sent with every RPC naming it.
+  struct Identity {
+    std::string id, secret;
+  };
+  Identity identity_locked() const { return {worker_id, worker_secret}; }
+  Identity identity() {
     std::lock_guard<std::mutex> g(mu);
-    return worker_id;
+    return identity_locked();
   }
 
   // An exclusive job is queued, running, or not yet reported: lease nothing.
@@ -337,7 +341,7 @@ bool Worker::Impl::register_once(bool* retry) {
   // Name a TLS mistake once (gRPC reports it as unreachable); until one is
   // found each failed attempt probes again (the server may not be up yet).
   if ((code == grpc::UNAVAILABLE || code == grpc::DEADLINE_EXCEEDED) && !tls_diagnosed.load()) {
-    if (const std::string why = rpc::diagnose_tls(opt.server, tls_options()); !why.empty()) {
+    if (const std::string why = rpc::diagnose_tls(opt.server, opt.tls); !why.empty()) {
       tls_diagnosed = true;
       spdlog::error("TLS: {} (retrying)", why);
     }
@@ -447,7 +451,7 @@ void Worker::Impl::canary_loop() {
 // server has forgotten us (e.g. it expired the worker while unreachable).
 void Worker::Impl::reregister(const std::string& stale) {
   std::lock_guard<std::mutex> serial(reg_mu);
-  if (current_id() != stale) return;  // another loop already did it
+  if (identity().id != stale) return;  // another loop already did it
   spdlog::warn("server does not know worker id {}; registering again", stale);
   if (!register_loop()) {
     bool refused;
@@ -465,7 +469,7 @@ void Worker::Impl::lease_loop() {
   Backoff b;
   const std::vector<std::string> no_models;
   for (;;) {
-    std::string id, secret;
+    Identity me;
     {
       std::unique_lock<std::mutex> lk(mu);
       // At most one batch waits for a slot; the rest stays with the server.
@@ -473,12 +477,11 @@ void Worker::Impl::lease_loop() {
       // (it holds the other slots back), so don't ask until it is reported.
       cv_lease.wait(lk, [&] { return draining || (queued_jobs == 0 && !exclusive_busy_locked()); });
       if (draining) return;
-      id = worker_id;
-      secret = worker_secret;
+      me = identity_locked();
     }
     v1::LeaseRequest req;
-    req.set_worker_id(id);
-    req.set_worker_secret(secret);
+    req.set_worker_id(me.id);
+    req.set_worker_secret(me.secret);
     req.set_max_jobs(opt.batch);
     req.set_wait_ms(opt.lease_wait_ms);
     for (const auto& m : reg.loaded_models()) req.add_loaded_models(m);
@@ -502,7 +505,7 @@ void Worker::Impl::lease_loop() {
         if (draining) return;
       }
       if (s.error_code() == grpc::NOT_FOUND) {
-        reregister(id);
+        reregister(me.id);
         continue;
       }
       contact("lease", s);
@@ -729,7 +732,7 @@ void Worker::Impl::reporter_loop() {
   size_t single_left = 0;  // after a batch was rejected as invalid: report one by one
   for (;;) {
     std::vector<Pending> batch;
-    std::string id, secret;
+    Identity me;
     {
       std::unique_lock<std::mutex> lk(mu);
       cv_results.wait(lk, [&] { return reporter_shutdown || !results.empty(); });
@@ -755,8 +758,7 @@ void Worker::Impl::reporter_loop() {
         continue;
       }
       reporting = true;
-      id = worker_id;
-      secret = worker_secret;
+      me = identity_locked();
     }
 
     // Artifacts first: a reported result must only name uploaded blobs.
@@ -801,8 +803,8 @@ void Worker::Impl::reporter_loop() {
     }
 
     v1::ReportRequest req;
-    req.set_worker_id(id);
-    req.set_worker_secret(secret);
+    req.set_worker_id(me.id);
+    req.set_worker_secret(me.secret);
     for (const auto& p : batch) *req.add_results() = p.r;
     v1::ReportResponse resp;
     grpc::ClientContext ctx;
@@ -832,7 +834,7 @@ void Worker::Impl::reporter_loop() {
     if (code == grpc::NOT_FOUND) {
       requeue_front_locked(batch);
       lk.unlock();
-      reregister(id);
+      reregister(me.id);
       continue;
     }
     if (code == grpc::INVALID_ARGUMENT || code == grpc::RESOURCE_EXHAUSTED || code == grpc::FAILED_PRECONDITION ||
@@ -888,8 +890,9 @@ void Worker::Impl::heartbeat(Backoff& b, double* next_hb) {
   {
     std::lock_guard<std::mutex> lk(mu);
     hb_ms = heartbeat_ms;
-    req.set_worker_id(worker_id);
-    req.set_worker_secret(worker_secret);
+    const Identity me = identity_locked();
+    req.set_worker_id(me.id);
+    req.set_worker_secret(me.secret);
     for (const auto& [lease, h] : held)
       if (!h.in_report) req.add_lease_ids(lease);
     for (const auto& g : running)
@@ -993,9 +996,9 @@ void Worker::Impl::release(const std::vector<std::string>& leases, const char* w
   if (leases.empty()) return;
   v1::ReleaseRequest req;
   {
-    std::lock_guard<std::mutex> g(mu);
-    req.set_worker_id(worker_id);
-    req.set_worker_secret(worker_secret);
+    const Identity me = identity();
+    req.set_worker_id(me.id);
+    req.set_worker_secret(me.secret);
   }
   for (const auto& l : leases) req.add_lease_ids(l);
   v1::ReleaseResponse resp;
@@ -1014,9 +1017,9 @@ void Worker::Impl::release(const std::vector<std::string>& leases, const char* w
 void Worker::Impl::deregister() {
   v1::DeregisterRequest req;
   {
-    std::lock_guard<std::mutex> g(mu);
-    req.set_worker_id(worker_id);
-    req.set_worker_secret(worker_secret);
+    const Identity me = identity();
+    req.set_worker_id(me.id);
+    req.set_worker_secret(me.secret);
   }
   if (req.worker_id().empty()) return;
   v1::DeregisterResponse resp;
@@ -1045,7 +1048,7 @@ int Worker::Impl::run() {
   const std::string scratch = (fs::path(opt.cache_dir) / "scratch" / (opt.name + "-" + std::to_string(getpid()))).string();
   fs::create_directories(opt.cache_dir);
   fs::create_directories(scratch);
-  channel = rpc::make_channel(opt.server, tls_options());
+  channel = rpc::make_channel(opt.server, opt.tls);
   stub = v1::WorkerService::NewStub(channel);
   blobs = std::make_unique<BlobCache>((fs::path(opt.cache_dir) / "blobs").string(), stub.get(), opt.token);
   base_ctx.device = opt.device;

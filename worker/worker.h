@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "client/connection.h"
 #include "spt/job.h"
 
 namespace spt::worker {
@@ -73,8 +74,8 @@ struct Options {
   std::vector<std::string> models;  // models it can load without fetching
   int64_t memory_bytes = 0;       // memory it registers; 0 = probe the device
   double canary_every_s = 3600;   // periodic canary; 0 = only at registration
-  // TLS (issue 12; rpc::TlsOptions): a CA file turns it on.
-  std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  // TLS (issue 12): a CA file turns it on.
+  spt::rpc::TlsOptions tls;
 };
 
 class Worker {

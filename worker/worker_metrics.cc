@@ -1,19 +1,13 @@
 #include "worker_metrics.h"
 
-#include <chrono>
 #include <filesystem>
 
 #include "capabilities.h"
 #include "spt/metrics.h"
+#include "spt/util.h"
 #include "spt/version.h"
 
 namespace spt::worker {
-
-namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 int64_t folder_bytes(const std::string& dir) {
   namespace fs = std::filesystem;
@@ -70,9 +64,9 @@ std::string WorkerMetrics::render() {
   for (const auto& m : models) e.sample("spt_worker_model_loaded", {{"model", m}}, 1);
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (cache_walked_at_ < 0 || now_s() - cache_walked_at_ >= 10) {
+    if (cache_walked_at_ < 0 || monotonic_s() - cache_walked_at_ >= 10) {
       cache_bytes_ = folder_bytes(opt_.cache_dir);
-      cache_walked_at_ = now_s();
+      cache_walked_at_ = monotonic_s();
     }
     e.family("spt_worker_cache_bytes", "gauge", "bytes in the on-disk model/dataset cache (walked at most every 10 s)");
     e.sample("spt_worker_cache_bytes", static_cast<double>(cache_bytes_));
