@@ -53,9 +53,7 @@ void count_job() {
 
 nlohmann::json job_params(const Plan& plan, const JobSpec& job) {
   if (plan.shared.empty()) return job.params;
-  nlohmann::json out = plan.shared;
-  for (auto it = job.params.begin(); it != job.params.end(); ++it) out[it.key()] = it.value();
-  return out;
+  return with(plan.shared, job.params);
 }
 
 Plan make_plan(const Request& req) {

@@ -80,7 +80,7 @@ class ModelExecutor : public platform::HostedExecutor {
     const auto loaded = host.model_for(p0, ctx);
     if (jobs[idx.front()].kind == kKindWeights) {
       json prov = host.provenance(p0, *loaded, nullptr, ctx);
-      prov["random_weights"] = platform::random_weights(loaded->model->info().dir);
+      prov["random_weights"] = loaded->random_weights;
       const json r = weights_result(base_for(p0, *loaded->model), prov);
       for (size_t i : idx) report(i, Outcome::success(r));
       return;
@@ -92,7 +92,7 @@ class ModelExecutor : public platform::HostedExecutor {
                            std::to_string(cfg.n_ctx));
     const auto cs = host.chunks_for(k, *loaded, ctx);
     json prov = host.provenance(p0, *loaded, cs.get(), ctx);
-    prov["random_weights"] = platform::random_weights(loaded->model->info().dir);
+    prov["random_weights"] = loaded->random_weights;
     // Jobs of one variant together, so each variant is injected once.
     std::map<std::string, std::vector<size_t>> by_variant;
     std::vector<std::string> order;

@@ -33,22 +33,10 @@ using nlohmann::json;
 
 namespace {
 
-std::string exp6_parts(std::string parts) {
-  if (parts.empty()) parts = "ab";
-  if (parts == "all") parts = "abc";
-  std::set<char> want;
-  for (char c : parts) {
-    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (l == ',' || l == ' ') continue;
-    if (l != 'a' && l != 'b' && l != 'c')
-      throw PlanError(std::string("exp6: unknown part '") + c + "' (parts are letters of \"abc\", or \"all\")");
-    want.insert(l);
-  }
-  want.insert('a');
-  std::string out;
-  for (char c : std::string("abc"))
-    if (want.count(c)) out += c;
-  return out;
+// b and c pull in a.
+std::string exp6_parts(const std::string& parts) {
+  const std::string out = normalise_parts("exp6", parts, "abc", "ab");
+  return out.empty() || out[0] != 'a' ? "a" + out : out;
 }
 
 // A comma list of integers in [1, hi]; "" = `def`.

@@ -92,12 +92,6 @@ std::string published(const std::map<int64_t, double>& m, int64_t k) {
   return it == m.end() ? "" : report::fixed(it->second, 1);
 }
 
-std::string random_banner(const json& prov) {
-  if (!prov.is_object() || !prov.value("random_weights", false)) return "";
-  return "> **RANDOM WEIGHTS.** This model is a generated checkpoint with random weights: every number below checks "
-         "the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n";
-}
-
 struct Report {
   platform::Reduce& r;
   std::string label;
@@ -292,7 +286,7 @@ json report_step(platform::Reduce& r) {
   rep.doc["model"] = r.param("model_name", r.param("model"));
   const json prov = r.provenance();
   rep.md = "# exp6: PCA basis of W_QK, perplexity under reconstruction, head clustering (" + rep.label + ")\n\n" +
-           random_banner(a ? a->value("provenance", json::object()) : json::object());
+           platform::random_banner(a ? a->value("provenance", json::object()) : json::object());
   rep.gpt2 = rep.label == "gpt2" && a && a->value("n_heads_total", 0) == 144 &&
              !a->value("provenance", json::object()).value("random_weights", false);
   if (rep.gpt2)

@@ -121,7 +121,7 @@ class ModelExecutor : public platform::HostedExecutor {
       throw PermanentError("chunk_len " + std::to_string(key.chunk_len) + " exceeds the model's context");
     g.cs = host.chunks_for(key, *g.lm, ctx);
     g.prov = host.provenance(p0, *g.lm, g.cs.get(), ctx);
-    g.prov["random_weights"] = platform::random_weights(g.lm->model->info().dir);
+    g.prov["random_weights"] = g.lm->random_weights;
     // PPL jobs by variant, so one variant's bases are built once.
     std::map<std::string, std::vector<size_t>> by_variant;
     for (size_t i : idx) {

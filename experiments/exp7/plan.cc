@@ -19,16 +19,9 @@ namespace {
 
 constexpr const char* kParts = "abcde";
 
-std::string exp7_parts(std::string parts) {
-  if (parts.empty() || parts == "all") parts = kParts;
-  std::set<char> want;
-  for (char c : parts) {
-    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (l == ',' || l == ' ') continue;
-    if (std::string(kParts).find(l) == std::string::npos)
-      throw PlanError(std::string("exp7: unknown part '") + c + "' (parts are letters of \"abcde\", or \"all\")");
-    want.insert(l);
-  }
+std::string exp7_parts(const std::string& parts) {
+  const std::string given = normalise_parts("exp7", parts, kParts, kParts);
+  std::set<char> want(given.begin(), given.end());
   if (want.count('d')) want.insert({'b', 'c'});
   if (want.count('b') || want.count('c')) want.insert('a');
   std::string out;

@@ -374,10 +374,8 @@ json step_exp7(Ctx& c) {
     c.emit_plot(p);
   }
   doc = c.emit_json("exp7_" + fl, doc);
-  if (doc["provenance"].value("random_weights", false))
-    md.insert(md.find("\n\n") + 2,
-              "> **RANDOM WEIGHTS.** This model is a generated checkpoint with random weights: every number below "
-              "checks the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n");
+  if (const std::string banner = platform::random_banner(doc["provenance"]); !banner.empty())
+    md.insert(md.find("\n\n") + 2, banner);
   md += "## Figures\n\n" + c.figures_md() + platform::provenance_md(doc["provenance"]);
   c.emit_text("exp7_results_" + fl + ".md", md, "text/markdown");
   return doc;

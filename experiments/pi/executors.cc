@@ -55,7 +55,7 @@ json wikitext_unit(const JobSpec& j, platform::LoadedModel& lm, ExecContext& ctx
   for (int64_t t = 0; t < n; ++t)
     thetas.push_back(rotation_angles(v.data_ptr<float>() + t * (L + 1) * d, L + 1, d));
   json prov = host.provenance(j.params, lm, cs.get(), ctx);
-  prov["random_weights"] = platform::random_weights(lm.model->info().dir);
+  prov["random_weights"] = lm.random_weights;
   return {{"source", "wikitext"}, {"n_layer", L}, {"d_model", d}, {"n_samples", n},
           {"thetas", thetas}, {"provenance", prov}};
 }
@@ -86,7 +86,7 @@ json prompts_unit(const JobSpec& j, platform::LoadedModel& lm, ExecContext& ctx)
                    {"thetas", rotation_angles(read.data.data() + i * (L + 1) * d, L + 1, d)}});
   }
   json prov = platform::shared_model_host().provenance(j.params, lm, nullptr, ctx);
-  prov["random_weights"] = platform::random_weights(lm.model->info().dir);
+  prov["random_weights"] = lm.random_weights;
   prov["prompts_sha256"] = platform::prompt_sets().sha256;
   prov["bos"] = false;
   return {{"source", "prompts"}, {"n_layer", L}, {"d_model", d}, {"prompts", out}, {"provenance", prov}};

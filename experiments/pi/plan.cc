@@ -24,16 +24,8 @@ using nlohmann::json;
 using spt::pi::kKindReduce;
 using spt::pi::kKindRotation;
 
-std::string parts_of(const std::string& exp, std::string parts) {
-  if (parts.empty() || parts == "all") return "abc";
-  std::set<char> want;
-  for (char c : parts) {
-    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (l == ',' || l == ' ') continue;
-    if (l < 'a' || l > 'c') throw PlanError(exp + ": unknown part '" + c + "' (parts are letters of \"abc\", or \"all\")");
-    want.insert(l);
-  }
-  return std::string(want.begin(), want.end());
+std::string parts_of(const std::string& exp, const std::string& parts) {
+  return normalise_parts(exp, parts, "abc", "abc");
 }
 
 bool has(const std::string& parts, char c) { return parts.find(c) != std::string::npos; }
@@ -85,19 +77,14 @@ Start start(const Request& req, const std::string& exp, const std::string& model
   return s;
 }
 
-json reduce_params(const ModelBlock& mb, const ModelRef& m, const std::string& step, json extra = json::object()) {
-  return with(with(sigma::model_params(mb, m), {{"reduce", step}, {"label", m.label}}), extra);
-}
+using sigma::reduce_params;
 
+// σ's report params plus the models' layer counts.
 json report_params(const ModelBlock& mb, const std::string& step, const std::string& parts, json extra = {}) {
-  json labels = json::array(), names = json::array(), layers = json::array();
-  for (const auto& m : mb.models) {
-    labels.push_back(m.label);
-    names.push_back(m.name);
-    layers.push_back(m.n_layer);
-  }
-  json p = {{"reduce", step}, {"labels", labels},        {"models", names},
-            {"n_layers", layers}, {"precision", mb.precision}, {"parts", parts}};
+  json layers = json::array();
+  for (const auto& m : mb.models) layers.push_back(m.n_layer);
+  json p = sigma::report_params(mb, step, parts);
+  p["n_layers"] = layers;
   return extra.is_object() ? with(p, extra) : p;
 }
 

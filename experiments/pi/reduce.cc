@@ -53,9 +53,9 @@ json stats_json(const RotationStats& s) {
 }
 
 std::string random_banner(const json& prov) {
-  if (!prov.is_object() || !prov.value("random_weights", false)) return "";
-  return "> **RANDOM WEIGHTS.** A generated checkpoint with random weights: the numbers below check the pipeline, "
-         "not the science.\n\n";
+  return platform::random_banner(prov,
+                                 "> **RANDOM WEIGHTS.** A generated checkpoint with random weights: the numbers "
+                                 "below check the pipeline, not the science.\n\n");
 }
 
 std::string devices_of(const json& prov) {

@@ -153,6 +153,7 @@ std::shared_ptr<LoadedModel> ModelHost::cached_or_loaded(const json& p, ExecCont
   l->name = name;
   l->model = load(name, opt, ctx);
   l->tokenizer = std::make_shared<Tokenizer>(Tokenizer::default_gpt2(l->model->info().dir));
+  l->random_weights = random_weights(l->model->info().dir);
   models_.emplace_front(key, l);
   while (models_.size() > model_cache_size()) models_.pop_back();
   std::vector<std::string> names;

@@ -70,6 +70,7 @@ struct LoadedModel {
   std::string name;  // the model param
   std::unique_ptr<gpt2::Model> model;
   std::shared_ptr<Tokenizer> tokenizer;  // the model folder's, else GPT-2's
+  bool random_weights = false;           // random_weights(model dir), read once at load
 };
 
 struct ChunkSet {

@@ -2,6 +2,7 @@
 #include "platform/plan_builder.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <stdexcept>
 
@@ -253,6 +254,24 @@ int64_t job_mem_bytes(const json& params) {
 json with(json base, const json& extra) {
   for (auto it = extra.begin(); it != extra.end(); ++it) base[it.key()] = it.value();
   return base;
+}
+
+std::string normalise_parts(const std::string& exp, std::string parts, const std::string& known,
+                            const std::string& def) {
+  if (parts.empty()) parts = def;
+  if (parts == "all") parts = known;
+  std::set<char> want;
+  for (char c : parts) {
+    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (l == ',' || l == ' ') continue;
+    if (known.find(l) == std::string::npos)
+      throw PlanError(exp + ": unknown part '" + c + "' (parts are letters of \"" + known + "\", or \"all\")");
+    want.insert(l);
+  }
+  std::string out;
+  for (char c : known)
+    if (want.count(c)) out += c;
+  return out;
 }
 
 }  // namespace spt::plan

@@ -136,4 +136,11 @@ struct Builder {
 // `base` with every key of `extra` set (extra wins).
 nlohmann::json with(nlohmann::json base, const nlohmann::json& extra);
 
+// Letters of `parts` (case-insensitive, ',' and ' ' ignored) checked
+// against `known`, returned in `known`'s order without repeats; "" → `def`,
+// "all" → every known part. Throws PlanError "<exp>: unknown part 'X'
+// (parts are letters of \"<known>\", or \"all\")".
+std::string normalise_parts(const std::string& exp, std::string parts, const std::string& known,
+                            const std::string& def);
+
 }  // namespace spt::plan

@@ -188,6 +188,11 @@ std::unique_ptr<Executor> make_reduce_executor(std::vector<std::string> kinds, R
                                           std::move(torch_version));
 }
 
+std::string random_banner(const json& prov, const std::string& text) {
+  if (!prov.is_object() || !prov.value("random_weights", false)) return "";
+  return text;
+}
+
 std::string provenance_md(const json& prov) {
   std::string s = "## Provenance\n\n";
   auto line = [&](const char* label, const char* key) {

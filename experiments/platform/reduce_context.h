@@ -103,6 +103,13 @@ class Reduce {
 // devices, versions, seed, BOS), and the inputs' disagreements loudly.
 std::string provenance_md(const nlohmann::json& prov);
 
+// The banner opening a report on a generated checkpoint: `text` when
+// prov.random_weights is true, else "" (also when prov is not an object).
+inline constexpr const char* kRandomWeightsBanner =
+    "> **RANDOM WEIGHTS.** This model is a generated checkpoint with random weights: every number below "
+    "checks the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n";
+std::string random_banner(const nlohmann::json& prov, const std::string& text = kRandomWeightsBanner);
+
 using ReduceFn = std::function<ReduceOutput(const JobSpec&, const ReduceContext&)>;
 
 // An Executor of `kinds` that runs `fn` once per job, serially, with files

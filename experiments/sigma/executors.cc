@@ -88,7 +88,7 @@ class ProbeExecutor : public Executor {
     m.d_model = info.config.d_model;
     m.prov = host.provenance(p0, *m.lm, nullptr, ctx);
     m.prov["prompts_sha256"] = platform::prompt_sets().sha256;
-    m.prov["random_weights"] = platform::random_weights(info.dir);
+    m.prov["random_weights"] = m.lm->random_weights;
     std::lock_guard<std::mutex> g(host.compute_mutex());
 
     // Jobs of one kind and scan direction share one batched probe, whatever

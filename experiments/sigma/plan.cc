@@ -29,27 +29,9 @@ namespace {
 
 const platform::PromptSets& prompts() { return platform::prompt_sets(); }
 
-// Letters of `parts` (case-insensitive, ',' and ' ' ignored) checked
-// against `known`; "" → `def`, "all" → every known part.
-std::string normalise_parts(const std::string& exp, std::string parts, const std::string& known,
-                            const std::string& def) {
-  if (parts.empty()) parts = def;
-  if (parts == "all") parts = known;
-  std::set<char> want;
-  for (char c : parts) {
-    const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (l == ',' || l == ' ') continue;
-    if (known.find(l) == std::string::npos)
-      throw PlanError(exp + ": unknown part '" + c + "' (parts are letters of \"" + known + "\", or \"all\")");
-    want.insert(l);
-  }
-  std::string out;
-  for (char c : known)
-    if (want.count(c)) out += c;
-  return out;
-}
+}  // namespace
 
-json reduce_params(const ModelBlock& mb, const ModelRef& m, const std::string& step, json extra = json::object()) {
+json reduce_params(const ModelBlock& mb, const ModelRef& m, const std::string& step, json extra) {
   json p = plan::with(model_params(mb, m), {{"reduce", step}, {"label", m.label}});
   return plan::with(std::move(p), extra);
 }
@@ -62,6 +44,8 @@ json report_params(const ModelBlock& mb, const std::string& step, const std::str
   }
   return {{"reduce", step}, {"labels", labels}, {"models", names}, {"precision", mb.precision}, {"parts", parts}};
 }
+
+namespace {
 
 // The direction unit of `word` (DIRECTION_PROMPTS, backwards search).
 std::string add_direction(Builder& b, const ModelBlock& mb, const ModelRef& m, const std::string& word) {
@@ -171,7 +155,7 @@ struct Start {
 
 Start start(const Request& req, const std::string& exp, const std::string& known, const std::string& def) {
   Start s;
-  s.parts = sigma::normalise_parts(exp, req.parts, known, def);
+  s.parts = normalise_parts(exp, req.parts, known, def);
   ParamReader p(req);
   s.mb = read_models(p, exp, true);
   p.finish();

@@ -16,6 +16,12 @@ namespace spt::sigma {
 // multi-model scope (σ job names always carry the model label, so a unit
 // is the same job whether submitted alone or next to other models).
 nlohmann::json model_params(const plan::ModelBlock& mb, const plan::ModelRef& m);
+// A per-model reduce's params: model_params plus {"reduce": step, "label":
+// m.label}, then `extra` merged over them (plan::with).
+nlohmann::json reduce_params(const plan::ModelBlock& mb, const plan::ModelRef& m, const std::string& step,
+                             nlohmann::json extra = nlohmann::json::object());
+// A cross-model report's params: reduce, labels, models, precision, parts.
+nlohmann::json report_params(const plan::ModelBlock& mb, const std::string& step, const std::string& parts);
 
 // exp3 (directions for the gradient words, 20 profiles each, one regression
 // unit per word, the per-model reduce): returns exp3/<label>.

@@ -48,12 +48,6 @@ report::Axis lnorm_axis() {
   return a;
 }
 
-std::string random_banner(const json& prov) {
-  if (!prov.is_object() || !prov.value("random_weights", false)) return "";
-  return "> **RANDOM WEIGHTS.** This model is a generated checkpoint with random weights: every number below "
-         "checks the pipeline, not the science. Published values refer to GPT-2's real weights.\n\n";
-}
-
 std::string sgn(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%+.*f", digits, v);

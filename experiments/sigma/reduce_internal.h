@@ -38,7 +38,7 @@ report::Axis depth_axis();
 report::Axis lnorm_axis();
 
 // Loud banner for reports on random-weight checkpoints ("" otherwise).
-std::string random_banner(const json& prov);
+using platform::random_banner;
 using platform::provenance_md;
 // "+0.298" style: sign always, `digits` decimals.
 std::string sgn(double v, int digits = 3);
